@@ -1,0 +1,208 @@
+//! Reading a process's state from /proc.
+
+use crate::error::{Error, Result};
+use crate::model::{MmState, Rlimit, Vma, VmaKind};
+use procfs::process::{LimitValue, Process};
+
+pub(crate) fn proc_err(pid: i32, e: procfs::ProcError) -> Error {
+    match e {
+        procfs::ProcError::NotFound(_) => Error::NoSuchProcess { pid },
+        procfs::ProcError::PermissionDenied(p) => Error::PermissionDenied {
+            pid,
+            reason: format!(
+                "cannot read {}",
+                p.map(|p| p.display().to_string()).unwrap_or_default()
+            ),
+        },
+        other => Error::Dump {
+            pid,
+            msg: format!("reading /proc: {other}"),
+        },
+    }
+}
+
+pub(crate) fn open(pid: i32) -> Result<Process> {
+    Process::new(pid).map_err(|e| proc_err(pid, e))
+}
+
+/// Thread ids of `pid`, main thread first.
+pub fn threads(pid: i32) -> Result<Vec<i32>> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NoSuchProcess { pid },
+        _ => Error::io(format!("/proc/{pid}/task"), e),
+    })?;
+    let mut tids: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_by_key(|&t| (t != pid, t));
+    Ok(tids)
+}
+
+pub(crate) struct Ids {
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    pub comm: String,
+    pub mm: MmState,
+}
+
+pub(crate) fn stat(pid: i32) -> Result<Ids> {
+    let st = open(pid)?.stat().map_err(|e| proc_err(pid, e))?;
+    Ok(Ids {
+        ppid: st.ppid,
+        pgid: st.pgrp,
+        sid: st.session,
+        comm: st.comm.clone(),
+        mm: MmState {
+            start_code: st.startcode,
+            end_code: st.endcode,
+            start_data: st.start_data.unwrap_or(0),
+            end_data: st.end_data.unwrap_or(0),
+            start_brk: st.start_brk.unwrap_or(0),
+            brk: 0,
+            start_stack: st.startstack,
+            arg_start: st.arg_start.unwrap_or(0),
+            arg_end: st.arg_end.unwrap_or(0),
+            env_start: st.env_start.unwrap_or(0),
+            env_end: st.env_end.unwrap_or(0),
+        },
+    })
+}
+
+/// Real uid and gid of the process.
+pub fn owner(pid: i32) -> Result<(u32, u32)> {
+    let st = open(pid)?.status().map_err(|e| proc_err(pid, e))?;
+    Ok((st.ruid, st.rgid))
+}
+
+pub(crate) fn rlimits(pid: i32) -> Result<Vec<Rlimit>> {
+    let l = open(pid)?.limits().map_err(|e| proc_err(pid, e))?;
+    let v = |x: &LimitValue| match x {
+        LimitValue::Unlimited => u64::MAX,
+        LimitValue::Value(v) => *v,
+    };
+    let all = [
+        (libc::RLIMIT_CPU, &l.max_cpu_time),
+        (libc::RLIMIT_FSIZE, &l.max_file_size),
+        (libc::RLIMIT_DATA, &l.max_data_size),
+        (libc::RLIMIT_STACK, &l.max_stack_size),
+        (libc::RLIMIT_CORE, &l.max_core_file_size),
+        (libc::RLIMIT_RSS, &l.max_resident_set),
+        (libc::RLIMIT_NPROC, &l.max_processes),
+        (libc::RLIMIT_NOFILE, &l.max_open_files),
+        (libc::RLIMIT_MEMLOCK, &l.max_locked_memory),
+        (libc::RLIMIT_AS, &l.max_address_space),
+        (libc::RLIMIT_LOCKS, &l.max_file_locks),
+        (libc::RLIMIT_SIGPENDING, &l.max_pending_signals),
+        (libc::RLIMIT_MSGQUEUE, &l.max_msgqueue_size),
+        (libc::RLIMIT_NICE, &l.max_nice_priority),
+        (libc::RLIMIT_RTPRIO, &l.max_realtime_priority),
+        (libc::RLIMIT_RTTIME, &l.max_realtime_timeout),
+    ];
+    Ok(all
+        .iter()
+        .map(|(r, lim)| Rlimit {
+            resource: *r,
+            cur: v(&lim.soft_limit),
+            max: v(&lim.hard_limit),
+        })
+        .collect())
+}
+
+pub(crate) fn read_file(pid: i32, name: &str) -> Result<Vec<u8>> {
+    let path = format!("/proc/{pid}/{name}");
+    std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NoSuchProcess { pid },
+        _ => Error::io(path, e),
+    })
+}
+
+pub(crate) fn readlink(pid: i32, name: &str) -> Result<String> {
+    let path = format!("/proc/{pid}/{name}");
+    std::fs::read_link(&path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|e| Error::io(path, e))
+}
+
+pub(crate) fn personality(pid: i32) -> Result<u32> {
+    let s = String::from_utf8_lossy(&read_file(pid, "personality")?)
+        .trim()
+        .to_string();
+    u32::from_str_radix(&s, 16).map_err(|_| Error::Dump {
+        pid,
+        msg: format!("unreadable /proc/{pid}/personality: {s:?}"),
+    })
+}
+
+/// The process's VMAs from `/proc/PID/smaps` (for VmFlags), in address order.
+pub fn vmas(pid: i32) -> Result<Vec<Vma>> {
+    let text = String::from_utf8_lossy(&read_file(pid, "smaps")?).into_owned();
+    parse_smaps(&text).ok_or_else(|| Error::Dump {
+        pid,
+        msg: format!("unparsable /proc/{pid}/smaps"),
+    })
+}
+
+pub(crate) fn parse_smaps(text: &str) -> Option<Vec<Vma>> {
+    let mut out: Vec<Vma> = Vec::new();
+    for line in text.lines() {
+        if let Some(flags) = line.strip_prefix("VmFlags:") {
+            out.last_mut()?.vm_flags = flags.split_whitespace().map(str::to_string).collect();
+            continue;
+        }
+        let first = line.split_whitespace().next()?;
+        let Some((s, e)) = first.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) else {
+            continue;
+        };
+        // "start-end perms offset dev inode   path" — path may contain spaces.
+        let mut rest = line[first.len()..].trim_start();
+        let mut field = || {
+            let (f, r) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            rest = r.trim_start();
+            f
+        };
+        let perms = field().as_bytes().to_vec();
+        let offset = u64::from_str_radix(field(), 16).ok()?;
+        let dev = field().to_string();
+        let inode: u64 = field().parse().ok()?;
+        let path = rest.to_string();
+        if perms.len() < 4 {
+            return None;
+        }
+        let prot = (u8::from(perms[0] == b'r'))
+            | (u8::from(perms[1] == b'w') << 1)
+            | (u8::from(perms[2] == b'x') << 2);
+        let shared = perms[3] == b's';
+        let kind = match path.as_str() {
+            "[heap]" => VmaKind::Heap,
+            "[stack]" => VmaKind::Stack,
+            "[vdso]" => VmaKind::Vdso,
+            "[vvar]" => VmaKind::Vvar,
+            "[vvar_vclock]" => VmaKind::VvarVclock,
+            "[vsyscall]" => VmaKind::Vsyscall,
+            _ if inode == 0 && shared => VmaKind::SharedAnon,
+            p if inode != 0 && shared && (p.starts_with("/dev/zero") || p.starts_with("/SYSV")) => {
+                VmaKind::SharedAnon
+            }
+            _ if inode == 0 => VmaKind::Anon,
+            _ => VmaKind::File,
+        };
+        out.push(Vma {
+            start,
+            end,
+            prot,
+            shared,
+            kind,
+            path,
+            offset,
+            dev,
+            inode,
+            vm_flags: Vec::new(),
+            pages: 0,
+        });
+    }
+    Some(out)
+}

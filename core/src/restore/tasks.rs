@@ -1,0 +1,161 @@
+//! Threads of the restored process: creating them with their original tids, their
+//! per-thread kernel state, and finally their registers (KERNEL-NOTES steps 11–12).
+
+use super::memory::{Area, AREA_LEN};
+use crate::error::{Error, Result};
+use crate::header::adapt_xstate;
+use crate::model::{CpuInfo, ProcessImage, ThreadState};
+use spirit_kmod::{
+    fixup_restart, read_memory, regs_from_array, write_memory, RestartPolicy, Tracee,
+};
+
+const CLONE_ARGS_SIZE: u64 = 88;
+
+/// Create every thread but the main one, inside the process, by injected `clone3`
+/// (with `set_tid` when `keep_tids`). Returns all threads, main first.
+pub(crate) fn create_threads(
+    mut main: Tracee,
+    area: &Area,
+    proc: &ProcessImage,
+    keep_tids: bool,
+) -> Result<Vec<Tracee>> {
+    let pid = main.tid();
+    let mut out = Vec::with_capacity(proc.threads.len());
+    let mut made = Vec::new();
+    for t in proc.threads.iter().skip(1) {
+        let flags = (libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::CLONE_THREAD
+            | libc::CLONE_SYSVSEM) as u64;
+        let tid_addr = area.scratch() + 256;
+        let mut args = [0u64; 11];
+        args[0] = flags;
+        if keep_tids {
+            args[8] = tid_addr;
+            args[9] = 1;
+            write_memory(pid, &(t.tid as i64).to_le_bytes(), &[(tid_addr, 8)])?;
+        }
+        let bytes: Vec<u8> = args.iter().flat_map(|v| v.to_le_bytes()).collect();
+        write_memory(pid, &bytes, &[(area.scratch(), bytes.len())])?;
+        let r = main.syscall(
+            area.gadget(),
+            libc::SYS_clone3,
+            &[area.scratch(), CLONE_ARGS_SIZE],
+        );
+        let new_tid = match r {
+            Ok(n) if n > 0 => n as i32,
+            Ok(n) if keep_tids && n == -(libc::EEXIST as i64) => {
+                return Err(Error::PidInUse { pid: t.tid })
+            }
+            Ok(n) => {
+                return Err(Error::Restore(format!(
+                    "creating thread {} failed: {}",
+                    t.tid,
+                    nix::errno::Errno::from_raw(-n as i32)
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        main.take_cloned();
+        made.push(Tracee::adopt_clone(pid, new_tid)?);
+    }
+    out.push(main);
+    out.extend(made);
+    Ok(out)
+}
+
+/// Robust list, clear-child-tid address and rseq of every thread.
+pub(crate) fn thread_state(threads: &mut [Tracee], area: &Area, proc: &ProcessImage) -> Result<()> {
+    let g = area.gadget();
+    for (t, st) in threads.iter_mut().zip(&proc.threads) {
+        if st.robust_head != 0 {
+            t.syscall_ok(
+                g,
+                libc::SYS_set_robust_list,
+                &[st.robust_head, st.robust_len],
+                "set_robust_list",
+            )?;
+        }
+        t.syscall_ok(
+            g,
+            libc::SYS_set_tid_address,
+            &[st.tid_address],
+            "set_tid_address",
+        )?;
+        if let Some(r) = st.rseq {
+            t.syscall_ok(
+                g,
+                libc::SYS_rseq,
+                &[r.ptr, u64::from(r.len), 0, u64::from(r.sig)],
+                "rseq",
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A relative sleep interrupted with -ERESTART_RESTARTBLOCK is re-issued on restore;
+/// when the caller passed a separate remainder buffer, the kernel wrote the time left
+/// there at the interruption, so it becomes the request: the sleep neither returns
+/// early nor starts over (KERNEL-NOTES, restart table).
+fn carry_over_remaining_sleep(pid: i32, st: &ThreadState) -> Result<()> {
+    let r = regs_from_array(&st.regs);
+    if r.rax as i64 != -516 {
+        return Ok(());
+    }
+    let (req, rem) = match r.orig_rax as i64 {
+        libc::SYS_nanosleep => (r.rdi, r.rsi),
+        libc::SYS_clock_nanosleep if r.rsi & libc::TIMER_ABSTIME as u64 == 0 => (r.rdx, r.r10),
+        _ => return Ok(()),
+    };
+    if rem == 0 || rem == req || req == 0 {
+        return Ok(());
+    }
+    let mut ts = [0u8; 16];
+    read_memory(pid, &mut ts, &[(rem, 16)])?;
+    write_memory(pid, &ts, &[(req, 16)])?;
+    Ok(())
+}
+
+/// Remove the syscall area (from the main thread, which then sits at a syscall exit),
+/// give every thread its registers, xstate and final signal mask, and let them all go.
+pub(crate) fn release(
+    mut threads: Vec<Tracee>,
+    area: &Area,
+    proc: &ProcessImage,
+    image_cpu: &CpuInfo,
+    host_cpu: &CpuInfo,
+    final_sigmask: &[u64],
+) -> Result<()> {
+    let pid = threads[0].tid();
+    let mut xstates = Vec::new();
+    for st in &proc.threads {
+        xstates.push(adapt_xstate(&st.xstate, image_cpu, host_cpu)?);
+        carry_over_remaining_sleep(pid, st)?;
+    }
+    threads[0].syscall_ok(
+        area.gadget(),
+        libc::SYS_munmap,
+        &[area.base, AREA_LEN],
+        "munmap (syscall page)",
+    )?;
+    for (i, t) in threads.iter().enumerate() {
+        let st = &proc.threads[i];
+        let mut regs = regs_from_array(&st.regs);
+        fixup_restart(&mut regs, RestartPolicy::Fresh);
+        t.set_regs(&regs)?;
+        if !xstates[i].is_empty() {
+            t.set_xstate(&xstates[i])?;
+        }
+        t.set_sigmask(final_sigmask[i])?;
+    }
+    // Secondary threads first; the main thread last.
+    let main = threads.remove(0);
+    for t in threads {
+        t.detach()?;
+    }
+    main.detach()?;
+    Ok(())
+}

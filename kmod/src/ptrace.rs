@@ -1,0 +1,510 @@
+//! Seizing, stopping and releasing tasks; registers, xstate, signal masks and queues.
+
+use crate::error::{check, Error, Result};
+use libc::{c_long, c_void};
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// General purpose registers as `PTRACE_GETREGS` returns them (includes fs/gs base).
+pub type Regs = libc::user_regs_struct;
+/// A raw 128-byte `siginfo_t`, as `PTRACE_PEEKSIGINFO` returns it.
+pub type SigInfo = [u8; 128];
+
+/// Register names in `user_regs_struct` order; images store registers in this order.
+pub const REG_NAMES: [&str; 27] = [
+    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi",
+    "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs",
+    "gs",
+];
+
+const NT_X86_XSTATE: usize = 0x202;
+const PTRACE_GETSIGMASK: u32 = 0x420a;
+const PTRACE_SETSIGMASK: u32 = 0x420b;
+const PTRACE_PEEKSIGINFO: u32 = 0x4209;
+const PTRACE_GET_RSEQ_CONFIGURATION: u32 = 0x420f;
+const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
+/// Largest xstate buffer we ask the kernel for (AMX tile data included).
+const XSTATE_MAX: usize = 64 * 1024;
+
+/// rseq registration of a thread, from `PTRACE_GET_RSEQ_CONFIGURATION`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RseqConfig {
+    pub ptr: u64,
+    pub len: u32,
+    pub sig: u32,
+    pub flags: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct RawRseqConfig {
+    ptr: u64,
+    size: u32,
+    sig: u32,
+    flags: u32,
+    pad: u32,
+}
+
+#[repr(C)]
+struct PeekSigInfoArgs {
+    off: u64,
+    flags: u32,
+    nr: i32,
+}
+
+/// What happens to a task when its [`Tracee`] is dropped without being released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenDropped {
+    /// A task frozen for a checkpoint: put its registers and mask back, then detach.
+    Resume,
+    /// A task being built by a restore: it must never run half-built, so SIGKILL it.
+    Kill,
+}
+
+/// How a syscall interrupted by the freeze is to be continued (KERNEL-NOTES, restart table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// The original task, resumed after a `--leave-running` dump: its kernel
+    /// `restart_block` is intact, so `-ERESTART_RESTARTBLOCK` becomes `restart_syscall`.
+    Original,
+    /// A restored task: no `restart_block` exists, so the syscall is issued again.
+    Fresh,
+}
+
+const ERESTARTSYS: i64 = 512;
+const ERESTARTNOINTR: i64 = 513;
+const ERESTARTNOHAND: i64 = 514;
+const ERESTART_RESTARTBLOCK: i64 = 516;
+
+/// Turn "stopped inside an interrupted syscall" registers into registers that restart it
+/// when the task next runs, and mark the task as not in a syscall (`orig_rax = -1`), so
+/// the kernel's own restart logic cannot act a second time (KERNEL-NOTES P5).
+pub fn fixup_restart(regs: &mut Regs, policy: RestartPolicy) {
+    if (regs.orig_rax as i64) >= 0 {
+        match -(regs.rax as i64) {
+            ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
+                regs.rax = regs.orig_rax;
+                regs.rip -= 2;
+            }
+            ERESTART_RESTARTBLOCK => {
+                regs.rax = match policy {
+                    RestartPolicy::Original => libc::SYS_restart_syscall as u64,
+                    RestartPolicy::Fresh => regs.orig_rax,
+                };
+                regs.rip -= 2;
+            }
+            _ => {}
+        }
+    }
+    regs.orig_rax = u64::MAX;
+}
+
+/// One task under our ptrace control. All calls must come from the thread that
+/// created it (ptrace binds a tracee to the tracer thread).
+#[derive(Debug)]
+pub struct Tracee {
+    tid: i32,
+    tgid: i32,
+    /// Registers at the moment we took control: the base for injected calls, and what a
+    /// `Resume` tracee gets back.
+    base_regs: Regs,
+    base_sigmask: u64,
+    when_dropped: WhenDropped,
+    released: bool,
+    /// Tids of tasks created by injected `clone` calls, reported by PTRACE_EVENT_CLONE.
+    pub(crate) cloned: Vec<i32>,
+}
+
+pub(crate) fn ptrace_raw(req: u32, tid: i32, addr: usize, data: usize) -> Result<i64> {
+    // SAFETY: every request used in this crate passes either plain integers or pointers
+    // to live, correctly sized buffers owned by the caller for the duration of the call.
+    let ret = unsafe {
+        libc::ptrace(
+            req as _,
+            tid as libc::pid_t,
+            addr as *mut c_void,
+            data as *mut c_void,
+        )
+    } as c_long;
+    check(ptrace_name(req), tid, ret as i64)
+}
+
+fn ptrace_name(req: u32) -> &'static str {
+    match req {
+        libc::PTRACE_SEIZE => "PTRACE_SEIZE",
+        libc::PTRACE_INTERRUPT => "PTRACE_INTERRUPT",
+        libc::PTRACE_GETREGS => "PTRACE_GETREGS",
+        libc::PTRACE_SETREGS => "PTRACE_SETREGS",
+        libc::PTRACE_GETREGSET => "PTRACE_GETREGSET",
+        libc::PTRACE_SETREGSET => "PTRACE_SETREGSET",
+        libc::PTRACE_SYSCALL => "PTRACE_SYSCALL",
+        libc::PTRACE_CONT => "PTRACE_CONT",
+        libc::PTRACE_DETACH => "PTRACE_DETACH",
+        libc::PTRACE_SETOPTIONS => "PTRACE_SETOPTIONS",
+        libc::PTRACE_GETEVENTMSG => "PTRACE_GETEVENTMSG",
+        PTRACE_GETSIGMASK => "PTRACE_GETSIGMASK",
+        PTRACE_SETSIGMASK => "PTRACE_SETSIGMASK",
+        PTRACE_PEEKSIGINFO => "PTRACE_PEEKSIGINFO",
+        PTRACE_GET_RSEQ_CONFIGURATION => "PTRACE_GET_RSEQ_CONFIGURATION",
+        _ => "ptrace",
+    }
+}
+
+/// Wait for a state change of one task (any kind of child, threads included).
+pub(crate) fn wait_task(tid: i32) -> Result<WaitStatus> {
+    loop {
+        match waitpid(Pid::from_raw(tid), Some(WaitPidFlag::__WALL)) {
+            Ok(st) => return Ok(st),
+            Err(Errno::EINTR) => continue,
+            Err(errno) => {
+                return Err(Error::Sys {
+                    call: "waitpid",
+                    tid,
+                    errno,
+                })
+            }
+        }
+    }
+}
+
+fn exited(tid: i32, st: &WaitStatus) -> Option<Error> {
+    match st {
+        WaitStatus::Exited(_, code) => Some(Error::Exited {
+            tid,
+            how: format!("exit status {code}"),
+        }),
+        WaitStatus::Signaled(_, sig, _) => Some(Error::Exited {
+            tid,
+            how: format!("killed by {sig}"),
+        }),
+        _ => None,
+    }
+}
+
+impl Tracee {
+    /// Freeze a running task: `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, wait for the stop.
+    /// A signal that was about to be delivered is let through first (as if the freeze
+    /// had come a moment later). On drop the task resumes exactly as it was.
+    pub fn seize(tgid: i32, tid: i32) -> Result<Tracee> {
+        ptrace_raw(
+            libc::PTRACE_SEIZE,
+            tid,
+            0,
+            libc::PTRACE_O_TRACESYSGOOD as usize,
+        )?;
+        ptrace_raw(libc::PTRACE_INTERRUPT, tid, 0, 0)?;
+        let mut t = Tracee {
+            tid,
+            tgid,
+            base_regs: zero_regs(),
+            base_sigmask: 0,
+            when_dropped: WhenDropped::Resume,
+            released: true, // nothing to put back until the stop is confirmed
+            cloned: Vec::new(),
+        };
+        for _ in 0..64 {
+            let st = wait_task(tid)?;
+            if let Some(e) = exited(tid, &st) {
+                return Err(e);
+            }
+            match st {
+                WaitStatus::PtraceEvent(_, _, ev) if ev == libc::PTRACE_EVENT_STOP => {
+                    t.released = false;
+                    t.base_regs = t.regs()?;
+                    t.base_sigmask = t.sigmask()?;
+                    t.set_sigmask(!0)?;
+                    return Ok(t);
+                }
+                WaitStatus::Stopped(_, sig) => {
+                    // A signal-delivery stop before our interrupt: deliver it and wait on.
+                    ptrace_raw(libc::PTRACE_CONT, tid, 0, sig as usize)?;
+                }
+                _ => {
+                    ptrace_raw(libc::PTRACE_CONT, tid, 0, 0)?;
+                }
+            }
+        }
+        let _ = ptrace_raw(libc::PTRACE_DETACH, tid, 0, 0);
+        Err(Error::Unexpected {
+            tid,
+            msg: "did not reach a ptrace stop".into(),
+        })
+    }
+
+    /// Take control of a restore child that ran `PTRACE_TRACEME` and stopped itself with
+    /// SIGSTOP. On drop it is killed.
+    pub fn adopt_stopped_child(pid: i32) -> Result<Tracee> {
+        let mut t = Tracee {
+            tid: pid,
+            tgid: pid,
+            base_regs: zero_regs(),
+            base_sigmask: 0,
+            when_dropped: WhenDropped::Kill,
+            released: false,
+            cloned: Vec::new(),
+        };
+        let st = wait_task(pid)?;
+        if let Some(e) = exited(pid, &st) {
+            t.released = true;
+            return Err(e);
+        }
+        match st {
+            WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
+            other => {
+                return Err(Error::Unexpected {
+                    tid: pid,
+                    msg: format!("restore child stopped unexpectedly: {other:?}"),
+                })
+            }
+        }
+        let opts =
+            libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL | libc::PTRACE_O_TRACECLONE;
+        ptrace_raw(libc::PTRACE_SETOPTIONS, pid, 0, opts as usize)?;
+        t.base_regs = t.regs()?;
+        t.set_sigmask(!0)?;
+        Ok(t)
+    }
+
+    /// Take control of a thread created by an injected `clone` (auto-attached through
+    /// PTRACE_O_TRACECLONE; it starts in a SIGSTOP delivery stop). Killed on drop.
+    pub fn adopt_clone(tgid: i32, tid: i32) -> Result<Tracee> {
+        let mut t = Tracee {
+            tid,
+            tgid,
+            base_regs: zero_regs(),
+            base_sigmask: 0,
+            when_dropped: WhenDropped::Kill,
+            released: false,
+            cloned: Vec::new(),
+        };
+        let st = wait_task(tid)?;
+        if let Some(e) = exited(tid, &st) {
+            t.released = true;
+            return Err(e);
+        }
+        if !matches!(
+            st,
+            WaitStatus::Stopped(_, Signal::SIGSTOP) | WaitStatus::PtraceEvent(..)
+        ) {
+            return Err(Error::Unexpected {
+                tid,
+                msg: format!("new thread stopped unexpectedly: {st:?}"),
+            });
+        }
+        t.base_regs = t.regs()?;
+        t.set_sigmask(!0)?;
+        Ok(t)
+    }
+
+    pub fn tid(&self) -> i32 {
+        self.tid
+    }
+
+    pub fn tgid(&self) -> i32 {
+        self.tgid
+    }
+
+    /// Registers as they were when we took control.
+    pub fn original_regs(&self) -> &Regs {
+        &self.base_regs
+    }
+
+    /// Signal mask as it was when we took control (all signals are blocked meanwhile).
+    pub fn original_sigmask(&self) -> u64 {
+        self.base_sigmask
+    }
+
+    /// Use `regs` as the base for later injected calls (e.g. after a clone).
+    pub fn set_base_regs(&mut self, regs: Regs) {
+        self.base_regs = regs;
+    }
+
+    pub fn regs(&self) -> Result<Regs> {
+        let mut regs = zero_regs();
+        ptrace_raw(
+            libc::PTRACE_GETREGS,
+            self.tid,
+            0,
+            &mut regs as *mut Regs as usize,
+        )?;
+        Ok(regs)
+    }
+
+    pub fn set_regs(&self, regs: &Regs) -> Result<()> {
+        ptrace_raw(
+            libc::PTRACE_SETREGS,
+            self.tid,
+            0,
+            regs as *const Regs as usize,
+        )?;
+        Ok(())
+    }
+
+    /// The full XSAVE area (x87, SSE, AVX, AVX-512, PKRU...), standard format.
+    pub fn xstate(&self) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; XSTATE_MAX];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut c_void,
+            iov_len: buf.len(),
+        };
+        ptrace_raw(
+            libc::PTRACE_GETREGSET,
+            self.tid,
+            NT_X86_XSTATE,
+            &mut iov as *mut libc::iovec as usize,
+        )?;
+        buf.truncate(iov.iov_len);
+        Ok(buf)
+    }
+
+    pub fn set_xstate(&self, data: &[u8]) -> Result<()> {
+        let mut copy = data.to_vec();
+        let mut iov = libc::iovec {
+            iov_base: copy.as_mut_ptr() as *mut c_void,
+            iov_len: copy.len(),
+        };
+        ptrace_raw(
+            libc::PTRACE_SETREGSET,
+            self.tid,
+            NT_X86_XSTATE,
+            &mut iov as *mut libc::iovec as usize,
+        )?;
+        Ok(())
+    }
+
+    pub fn sigmask(&self) -> Result<u64> {
+        let mut mask: u64 = 0;
+        ptrace_raw(
+            PTRACE_GETSIGMASK,
+            self.tid,
+            8,
+            &mut mask as *mut u64 as usize,
+        )?;
+        Ok(mask)
+    }
+
+    pub fn set_sigmask(&self, mask: u64) -> Result<()> {
+        ptrace_raw(PTRACE_SETSIGMASK, self.tid, 8, &mask as *const u64 as usize)?;
+        Ok(())
+    }
+
+    /// The task's rseq registration, if any.
+    pub fn rseq(&self) -> Result<Option<RseqConfig>> {
+        let mut raw = RawRseqConfig::default();
+        ptrace_raw(
+            PTRACE_GET_RSEQ_CONFIGURATION,
+            self.tid,
+            std::mem::size_of::<RawRseqConfig>(),
+            &mut raw as *mut RawRseqConfig as usize,
+        )?;
+        Ok((raw.ptr != 0).then_some(RseqConfig {
+            ptr: raw.ptr,
+            len: raw.size,
+            sig: raw.sig,
+            flags: raw.flags,
+        }))
+    }
+
+    /// Pending signals without dequeuing them: the thread's own queue, or the shared
+    /// (process-wide) queue.
+    pub fn pending_signals(&self, shared: bool) -> Result<Vec<SigInfo>> {
+        let mut out = Vec::new();
+        loop {
+            let mut buf = [[0u8; 128]; 32];
+            let args = PeekSigInfoArgs {
+                off: out.len() as u64,
+                flags: if shared { PTRACE_PEEKSIGINFO_SHARED } else { 0 },
+                nr: buf.len() as i32,
+            };
+            let n = ptrace_raw(
+                PTRACE_PEEKSIGINFO,
+                self.tid,
+                &args as *const PeekSigInfoArgs as usize,
+                buf.as_mut_ptr() as usize,
+            )? as usize;
+            out.extend_from_slice(&buf[..n]);
+            if n < buf.len() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Put the task back as we found it (registers with the interrupted syscall set up
+    /// to restart, signal mask), then detach. Only for `Resume` tracees.
+    pub fn release(mut self) -> Result<()> {
+        self.released = true;
+        self.put_back()
+    }
+
+    fn put_back(&self) -> Result<()> {
+        let mut regs = self.base_regs;
+        fixup_restart(&mut regs, RestartPolicy::Original);
+        self.set_regs(&regs)?;
+        self.set_sigmask(self.base_sigmask)?;
+        ptrace_raw(libc::PTRACE_DETACH, self.tid, 0, 0)?;
+        Ok(())
+    }
+
+    /// Detach and let the task run with whatever state it has now (restore's final step).
+    pub fn detach(mut self) -> Result<()> {
+        self.released = true;
+        ptrace_raw(libc::PTRACE_DETACH, self.tid, 0, 0)?;
+        Ok(())
+    }
+
+    /// The caller killed the task's process: nothing is to be put back on drop.
+    pub fn forget(mut self) {
+        self.released = true;
+    }
+}
+
+impl Drop for Tracee {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        match self.when_dropped {
+            WhenDropped::Resume => {
+                let _ = self.put_back();
+            }
+            WhenDropped::Kill => {
+                let _ = nix::sys::signal::kill(Pid::from_raw(self.tgid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+pub(crate) fn zero_regs() -> Regs {
+    // SAFETY: user_regs_struct is plain integers; all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+macro_rules! reg_fields {
+    ($m:ident) => {
+        $m!(
+            r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi, orig_rax, rip,
+            cs, eflags, rsp, ss, fs_base, gs_base, ds, es, fs, gs
+        )
+    };
+}
+
+/// Registers as 27 integers in [`REG_NAMES`] order.
+pub fn regs_to_array(r: &Regs) -> [u64; 27] {
+    macro_rules! out {
+        ($($f:ident),*) => { [$(r.$f),*] };
+    }
+    reg_fields!(out)
+}
+
+/// Registers from 27 integers in [`REG_NAMES`] order.
+pub fn regs_from_array(a: &[u64; 27]) -> Regs {
+    let mut r = zero_regs();
+    let mut it = a.iter();
+    macro_rules! fill {
+        ($($f:ident),*) => { $( r.$f = *it.next().unwrap_or(&0); )* };
+    }
+    reg_fields!(fill);
+    r
+}

@@ -1,0 +1,92 @@
+//! `spirit`: checkpoint, restore and inspect Linux processes.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "spirit",
+    version,
+    about = "Live checkpoint and restore of Linux processes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Freeze a process, write it into an image, then end it (or let it run on).
+    Dump {
+        /// The process to checkpoint.
+        pid: i32,
+        /// Image file to write, or - for standard output.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Let the process run on after the checkpoint instead of killing it.
+        #[arg(long)]
+        leave_running: bool,
+        /// Leave descriptor N out of the image (repeatable).
+        #[arg(long = "skip-fd", value_name = "N")]
+        skip_fd: Vec<i32>,
+        /// Page copy threads.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
+    /// Bring a process back from an image.
+    Restore {
+        /// Image file, or - for standard input.
+        image: PathBuf,
+        /// Return once the process runs and print its pid, instead of waiting for it.
+        #[arg(long)]
+        detach: bool,
+        /// Write the restored pid to this file.
+        #[arg(long)]
+        pidfile: Option<PathBuf>,
+        /// Give the process fresh pid and tids instead of the original ones.
+        #[arg(long)]
+        new_pid: bool,
+        /// Page write threads.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
+    /// Print everything in an image.
+    Show {
+        image: PathBuf,
+        /// Machine-readable JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that this host's kernel offers what spirit needs.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("SPIRIT_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Cmd::Dump {
+            pid,
+            output,
+            leave_running,
+            skip_fd,
+            workers,
+        } => spirit::cli::dump(pid, &output, leave_running, skip_fd, workers),
+        Cmd::Restore {
+            image,
+            detach,
+            pidfile,
+            new_pid,
+            workers,
+        } => spirit::cli::restore(&image, detach, pidfile.as_deref(), new_pid, workers),
+        Cmd::Show { image, json } => spirit::cli::show(&image, json),
+        Cmd::Check { json } => spirit::cli::check(json),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,22 @@
+/* Counts up forever, appending "N\n" to the O_APPEND log given as argv[1] every
+ * argv[2] milliseconds (default 20). Exact continuity across a checkpoint shows in
+ * the log: every number once, in order. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    int fd = open(argv[1], O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd < 0) { perror("open"); return 1; }
+    long ms = argc > 2 ? atol(argv[2]) : 20;
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    char buf[32];
+    for (unsigned long i = 0;; i++) {
+        int n = snprintf(buf, sizeof buf, "%lu\n", i);
+        if (write(fd, buf, n) != n) return 2;
+        nanosleep(&ts, NULL);
+    }
+}
