@@ -32,6 +32,13 @@ enum Cmd {
         /// Page copy threads.
         #[arg(long, default_value_t = 2)]
         workers: usize,
+        /// Write `progress DONE TOTAL` lines and a final `result JSON` line to this fd.
+        #[arg(long, value_name = "FD")]
+        progress_fd: Option<i32>,
+        /// After the image is out, wait for one byte on this fd: `k` ends the process,
+        /// anything else or end-of-file resumes it (migration).
+        #[arg(long, value_name = "FD")]
+        verdict_fd: Option<i32>,
     },
     /// Bring a process back from an image.
     Restore {
@@ -77,7 +84,17 @@ fn main() {
             leave_running,
             skip_fd,
             workers,
-        } => spirit::cli::dump(pid, &output, leave_running, skip_fd, workers),
+            progress_fd,
+            verdict_fd,
+        } => spirit::cli::dump(spirit::cli::DumpArgs {
+            pid,
+            output,
+            leave_running,
+            skip_fds: skip_fd,
+            workers,
+            progress_fd,
+            verdict_fd,
+        }),
         Cmd::Restore {
             image,
             detach,

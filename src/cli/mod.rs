@@ -9,7 +9,7 @@ use crate::default_pipeline;
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
-use spirit_core::dump::{DumpOptions, DumpStats};
+use spirit_core::dump::{DumpOptions, DumpStats, Ending};
 use spirit_core::restore::RestoreOptions;
 use spirit_core::{Error, Result};
 use std::fs::File;
@@ -48,7 +48,46 @@ fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
 }
 
-fn report_dump(s: &DumpStats, to: &str, leave_running: bool) {
+/// With `--verdict-fd N` (streaming dumps, used by migration): after the image is
+/// sent, wait for one byte on fd N: `k` ends the process, anything else, or the fd
+/// closing, resumes it. Nothing is lost if the other side never answers.
+fn await_verdict(fd: Option<i32>) -> Result<Ending> {
+    let Some(fd) = fd else {
+        return Ok(Ending::AsAsked);
+    };
+    let mut b = [0u8; 1];
+    loop {
+        match nix::unistd::read(fd, &mut b) {
+            Ok(1) if b[0] == b'k' => return Ok(Ending::Kill),
+            Ok(_) => return Ok(Ending::Resume),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return Ok(Ending::Resume),
+        }
+    }
+}
+
+/// With `--progress-fd N`: `progress DONE TOTAL` lines while pages are copied, then one
+/// `result {json}` line (for the spiritd worker protocol and scripts).
+struct ProgressOut(Option<File>);
+
+impl ProgressOut {
+    fn new(fd: Option<i32>) -> ProgressOut {
+        // SAFETY-free: from_raw_fd is unsafe; take the fd through a /proc path instead.
+        ProgressOut(fd.and_then(|fd| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(format!("/proc/self/fd/{fd}"))
+                .ok()
+        }))
+    }
+    fn line(&mut self, s: &str) {
+        if let Some(f) = self.0.as_mut() {
+            let _ = writeln!(f, "{s}");
+        }
+    }
+}
+
+fn report_dump(s: &DumpStats, to: &str) {
     eprintln!(
         "spirit: checkpointed pid {} ({} thread{}, {} memory areas, {} of pages) into {} in {} ms, frozen {} ms; process {}",
         s.pid,
@@ -59,38 +98,60 @@ fn report_dump(s: &DumpStats, to: &str, leave_running: bool) {
         to,
         s.total.as_millis(),
         s.frozen.as_millis(),
-        if leave_running { "left running" } else { "ended" }
+        if s.resumed { "left running" } else { "ended" }
     );
 }
 
-pub fn dump(
-    pid: i32,
-    output: &Path,
-    leave_running: bool,
-    skip_fds: Vec<i32>,
-    workers: usize,
-) -> i32 {
+/// Arguments of `spirit dump`.
+pub struct DumpArgs {
+    pub pid: i32,
+    pub output: std::path::PathBuf,
+    pub leave_running: bool,
+    pub skip_fds: Vec<i32>,
+    pub workers: usize,
+    pub progress_fd: Option<i32>,
+    pub verdict_fd: Option<i32>,
+}
+
+pub fn dump(a: DumpArgs) -> i32 {
     shield_from_signals();
     let opts = DumpOptions {
-        leave_running,
-        skip_fds,
-        workers,
+        leave_running: a.leave_running,
+        skip_fds: a.skip_fds,
+        workers: a.workers,
     };
     let pipeline = default_pipeline();
-    let res = if output == Path::new("-") {
+    let mut progress = ProgressOut::new(a.progress_fd);
+    let mut last = 0u64;
+    let mut on_progress = |done: u64, total: u64| {
+        if done == 0 || done == total || done - last >= 16 << 20 {
+            last = done;
+            progress.line(&format!("progress {done} {total}"));
+        }
+    };
+    let res = if a.output == Path::new("-") {
         let out = BufWriter::with_capacity(IO_BUF, std::io::stdout().lock());
-        spirit_core::dump::dump(pid, out, &opts, &pipeline, &mut |_, _| {}, |mut w| {
-            w.flush().map_err(|e| Error::io("standard output", e))
+        let verdict_fd = a.verdict_fd;
+        spirit_core::dump::dump(a.pid, out, &opts, &pipeline, &mut on_progress, |mut w| {
+            w.flush().map_err(|e| Error::io("standard output", e))?;
+            await_verdict(verdict_fd)
         })
     } else {
-        dump_to_file(pid, output, &opts, &pipeline)
+        dump_to_file(a.pid, &a.output, &opts, &pipeline, &mut on_progress)
     };
     match res {
         Ok(stats) => {
-            report_dump(&stats, &output.display().to_string(), leave_running);
+            progress.line(&format!(
+                "result {}",
+                serde_json::to_string(&stats).unwrap_or_default()
+            ));
+            report_dump(&stats, &a.output.display().to_string());
             0
         }
-        Err(e) => fail(&e),
+        Err(e) => {
+            progress.line(&format!("error {} {}", e.exit_code(), e));
+            fail(&e)
+        }
     }
 }
 
@@ -101,6 +162,7 @@ fn dump_to_file(
     output: &Path,
     opts: &DumpOptions,
     pipeline: &spirit_core::plugin::Pipeline,
+    progress: spirit_core::dump::Progress<'_>,
 ) -> Result<DumpStats> {
     let dir = match output.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -115,14 +177,14 @@ fn dump_to_file(
         .try_clone()
         .map_err(|e| Error::io(tmp.path(), e))?;
     let out = BufWriter::with_capacity(IO_BUF, file);
-    spirit_core::dump::dump(pid, out, opts, pipeline, &mut |_, _| {}, |w| {
+    spirit_core::dump::dump(pid, out, opts, pipeline, progress, |w| {
         let f = w
             .into_inner()
             .map_err(|e| Error::io(output, e.into_error()))?;
         f.sync_data().map_err(|e| Error::io(output, e))?;
         tmp.persist(output)
             .map_err(|e| Error::io(output, e.error))?;
-        Ok(())
+        Ok(Ending::AsAsked)
     })
 }
 

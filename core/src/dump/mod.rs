@@ -40,20 +40,34 @@ pub struct DumpStats {
     /// How long the process was stopped.
     pub frozen: Duration,
     pub total: Duration,
+    /// Whether the process was let run on (else it was ended).
+    pub resumed: bool,
 }
 
 /// Progress callback: (bytes of pages done, bytes of pages in all).
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
-/// Checkpoint `pid` into `out`. `commit` runs after the trailer is written (sync, rename)
-/// and before the process is killed or resumed; if it fails, the process resumes.
+/// What happens to the process once its image is committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// As the options say (`leave_running`).
+    AsAsked,
+    /// Let it run on (e.g. a migration target did not confirm).
+    Resume,
+    /// End it (e.g. a migration target confirmed the process runs there).
+    Kill,
+}
+
+/// Checkpoint `pid` into `out`. `commit` runs after the trailer is written (sync, rename,
+/// or waiting for a migration target's verdict) and before the process is killed or
+/// resumed; it decides which. If it fails, the process resumes.
 pub fn dump<W: Write>(
     pid: i32,
     out: W,
     opts: &DumpOptions,
     pipeline: &Pipeline,
     progress: Progress<'_>,
-    commit: impl FnOnce(W) -> Result<()>,
+    commit: impl FnOnce(W) -> Result<Ending>,
 ) -> Result<DumpStats> {
     let t0 = Instant::now();
     freeze::check_access(pid)?;
@@ -64,7 +78,7 @@ pub fn dump<W: Write>(
         threads: tracees.len(),
         ..Default::default()
     };
-    let written = (|| -> Result<()> {
+    let written = (|| -> Result<Ending> {
         let mut proc = collect(pid, &mut tracees, opts, pipeline)?;
         proc.vmas = procinfo::vmas(pid)?;
         let runs = pages::plan(pid, &mut proc.vmas)?;
@@ -83,11 +97,19 @@ pub fn dump<W: Write>(
         let out = w.finish().map_err(|e| Error::io("image", e))?;
         commit(out)
     })();
-    if let Err(e) = written {
-        drop(tracees); // resumes every thread as it was
-        return Err(e);
-    }
-    if opts.leave_running {
+    let ending = match written {
+        Ok(e) => e,
+        Err(e) => {
+            drop(tracees); // resumes every thread as it was
+            return Err(e);
+        }
+    };
+    stats.resumed = match ending {
+        Ending::AsAsked => opts.leave_running,
+        Ending::Resume => true,
+        Ending::Kill => false,
+    };
+    if stats.resumed {
         for t in tracees {
             t.release()?;
         }

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what spirit's build and tests need on a fresh Debian/Ubuntu machine (as root).
+set -euo pipefail
+need=()
+command -v capnp >/dev/null || need+=(capnproto)
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
+command -v python3 >/dev/null || need+=(python3)
+command -v dbus-daemon >/dev/null || need+=(dbus)
+command -v busctl >/dev/null || need+=(systemd)
+command -v ip >/dev/null || need+=(iproute2)
+command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ] || need+=(cargo)
+# static libc for the statically linked test programs
+[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
