@@ -232,3 +232,17 @@ pub fn ignore_signal(sig: i32) -> Result<()> {
     }
     Ok(())
 }
+
+/// Make `cmd`'s child close every descriptor above 2 before it execs, so a program
+/// started for a test or demo holds only what it opens itself.
+pub fn close_inherited_fds(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs between fork and exec and only issues the async-signal-safe
+    // close_range syscall.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+}
