@@ -32,8 +32,8 @@ pub use ptrace::{
 };
 pub use remote::find_syscall_gadget;
 pub use sys::{
-    clone3_fork, close_fds_from, exit_now, get_rlimit, get_robust_list, ignore_signal,
-    set_child_subreaper, set_personality, set_rlimit, ForkOutcome, SharedPage,
+    clone3_fork, close_fds_from, close_inherited_fds, exit_now, get_rlimit, get_robust_list,
+    ignore_signal, set_child_subreaper, set_personality, set_rlimit, ForkOutcome, SharedPage,
 };
 
 /// Size of a page on x86_64.
