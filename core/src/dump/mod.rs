@@ -213,7 +213,14 @@ fn collect_with_scratch(
             robust_head,
             robust_len,
             tid_address: 0,
+            tid_cache_addr: 0,
         };
+        if robust_head >= 16 {
+            let cached = remote.read(robust_head - 16, 4).ok();
+            if cached.is_some_and(|b| b == tid.to_le_bytes()) {
+                st.tid_cache_addr = robust_head - 16;
+            }
+        }
         let scratch = remote.scratch;
         remote.syscall_ok(
             i,

@@ -125,9 +125,8 @@ pub fn restore<R: Read>(
 fn fork_error(e: spirit_kmod::Error, pid: i32) -> Error {
     match e.errno() {
         Some(nix::errno::Errno::EEXIST) => Error::PidInUse { pid },
-        Some(nix::errno::Errno::EPERM) => Error::PermissionDenied {
-            pid,
-            reason: "restoring with the original pid needs root (CAP_CHECKPOINT_RESTORE); pass --new-pid".into(),
+        Some(nix::errno::Errno::EPERM) => Error::RestoreNotPermitted {
+            reason: format!("keeping the original pid {pid} needs root (CAP_CHECKPOINT_RESTORE); pass --new-pid"),
         },
         _ => e.into(),
     }
@@ -159,6 +158,7 @@ fn build<R: Read>(
     let pages_before = rd.position();
     let area = memory::rebuild(&mut main, proc, rd, pending, buf, opts.workers.max(1))?;
     let page_bytes = rd.position() - pages_before;
+    tasks::refresh_tid_cache(child, &proc.threads[0], child)?;
     let mut threads = tasks::create_threads(main, &area, proc, !opts.new_pid)?;
     tasks::thread_state(&mut threads, &area, proc)?;
     let mut final_sigmask = vec![0u64; threads.len()];
