@@ -205,7 +205,12 @@ pub fn restore(
             Err(e) => return fail(&Error::io(image, e)),
         }
     };
-    let opts = RestoreOptions { new_pid, workers };
+    let opts = RestoreOptions {
+        new_pid,
+        workers,
+        // From a pipe, the writer may still hold the pid until the image is complete.
+        wait_for_pid: (image == Path::new("-")).then_some(std::time::Duration::from_secs(10)),
+    };
     let pipeline = default_pipeline();
     let restored = match spirit_core::restore::restore(
         BufReader::with_capacity(IO_BUF, src),
