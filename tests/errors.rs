@@ -447,7 +447,8 @@ fn a_cpu_lacking_the_image_features_is_refused() {
         let mut r = restore_ok(&copy, &["--new-pid"]);
         r.kill();
     }
-    let cases: [(&str, &str, Box<dyn FnOnce(&mut spirit_core::model::Header)>); 2] = [
+    type Change = Box<dyn FnOnce(&mut spirit_core::model::Header)>;
+    let cases: [(&str, &str, Change); 2] = [
         (
             "xfeature",
             "xfeature-30",
