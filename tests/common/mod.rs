@@ -640,3 +640,14 @@ pub fn mono_ns() -> i64 {
     assert_eq!(r, 0, "clock_gettime");
     t.tv_sec * 1_000_000_000 + t.tv_nsec
 }
+
+/// The parent pid of a process.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
