@@ -470,3 +470,40 @@ fn a_cpu_lacking_the_image_features_is_refused() {
         assert_nothing_restored(&dir, pid, &what);
     }
 }
+
+#[test]
+fn nobody_may_not_restore_a_root_image() {
+    let dir = TestDir::new("permrestore");
+    dir.open_to_all();
+    let (img, pid) = dead_counter_image(&dir);
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&img, fs::Permissions::from_mode(0o644)).unwrap();
+    for extra in [&[][..], &["--new-pid"][..]] {
+        let img_s = img.to_string_lossy();
+        let mut args = vec!["restore", &img_s, "--detach"];
+        args.extend_from_slice(extra);
+        let what = format!("nobody: spirit {}", args.join(" "));
+        let run = spirit_as_nobody(&args);
+        // Should a process have come back anyway, it is ours to end.
+        let _left: Vec<Proc> = run
+            .stdout
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .filter(|&p| pid_alive(p) && parent_of(p) == Some(std::process::id() as i32))
+            .map(Proc::adopt)
+            .collect();
+        run.fails(NOT_PERMITTED, &[], &what);
+        assert_nothing_restored(&dir, pid, &what);
+    }
+}
+
+#[test]
+fn dump_to_an_unwritable_place_leaves_the_process_alone() {
+    let dir = TestDir::new("io");
+    let log = dir.join("log");
+    let p = start_counter(&dir, &[]);
+    let img = dir.join("no/such/dir/img");
+    let run = dump(p.pid, &img, &[]);
+    run.fails(12, &[], "dump into a missing directory");
+    assert_runs_on(&p, &log, "dump that could not write its image");
+}
