@@ -18,7 +18,7 @@ mod files_capnp {
 mod section;
 
 use section::{FdKind, FdRecord, FilesSection};
-use spirit_core::plugin::{DumpCtx, Plugin};
+use spirit_core::plugin::{DumpCtx, Plugin, PrepareCtx};
 use spirit_core::{Error, Result};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
@@ -118,7 +118,7 @@ impl Plugin for FilesPlugin {
         Ok(Some(sec.encode()))
     }
 
-    fn prepare(&self, _p: &spirit_core::model::ProcessImage, data: &[u8]) -> Result<()> {
+    fn prepare(&self, _ctx: &PrepareCtx<'_>, data: &[u8]) -> Result<()> {
         let sec = FilesSection::decode(data)?;
         for f in &sec.fds {
             let md = std::fs::metadata(&f.path).map_err(|e| Error::FileMismatch {
@@ -231,7 +231,15 @@ fn reopen(f: &FdRecord, base: i32) -> Result<i32> {
     } else {
         open(f.path.as_str(), oflags, nix::sys::stat::Mode::empty())
     }
-    .map_err(|e| Error::Restore(format!("reopening {} as fd {}: {e}", f.path, f.fd)))?;
+    .map_err(|e| match e {
+        nix::errno::Errno::EACCES | nix::errno::Errno::EPERM => Error::RestoreNotPermitted {
+            reason: format!(
+                "{} (fd {} of the process) cannot be opened by you: {e}",
+                f.path, f.fd
+            ),
+        },
+        _ => Error::Restore(format!("reopening {} as fd {}: {e}", f.path, f.fd)),
+    })?;
     if matches!(f.kind, FdKind::Regular | FdKind::Directory) && f.pos > 0 {
         nix::unistd::lseek(fd, f.pos as i64, nix::unistd::Whence::SeekSet)
             .map_err(|e| Error::Restore(format!("seeking {} to {}: {e}", f.path, f.pos)))?;
