@@ -56,6 +56,10 @@ enum Cmd {
         /// Page write threads.
         #[arg(long, default_value_t = 2)]
         workers: usize,
+        /// Restore even if regular files the process has open changed since the
+        /// checkpoint (size, mtime or content).
+        #[arg(long)]
+        allow_changed_files: bool,
     },
     /// Print everything in an image.
     Show {
@@ -101,7 +105,15 @@ fn main() {
             pidfile,
             new_pid,
             workers,
-        } => spirit::cli::restore(&image, detach, pidfile.as_deref(), new_pid, workers),
+            allow_changed_files,
+        } => spirit::cli::restore(
+            &image,
+            detach,
+            pidfile.as_deref(),
+            new_pid,
+            workers,
+            allow_changed_files,
+        ),
         Cmd::Show { image, json } => spirit::cli::show(&image, json),
         Cmd::Check { json } => spirit::cli::check(json),
     };

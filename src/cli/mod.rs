@@ -194,6 +194,7 @@ pub fn restore(
     pidfile: Option<&Path>,
     new_pid: bool,
     workers: usize,
+    allow_changed_files: bool,
 ) -> i32 {
     let _ = spirit_kmod::ignore_signal(libc::SIGPIPE);
     let name = image.display().to_string();
@@ -211,7 +212,7 @@ pub fn restore(
         // From a pipe, the writer may still hold the pid until the image is complete.
         wait_for_pid: (image == Path::new("-")).then_some(std::time::Duration::from_secs(10)),
     };
-    let pipeline = default_pipeline();
+    let pipeline = crate::pipeline_with(allow_changed_files);
     let restored = match spirit_core::restore::restore(
         BufReader::with_capacity(IO_BUF, src),
         &name,

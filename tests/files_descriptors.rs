@@ -1,0 +1,60 @@
+//! The files plugin, end to end: descriptors beyond plain files survive a checkpoint and
+//! a restore of one process. Each test program sets up its descriptors, says `ready`,
+//! is checkpointed (which ends it) and restored, then — once the test creates `go` in
+//! its directory — exercises them and reports what it sees; the test judges that.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The program's report lines (its stdout) once it said `done`; panics on `FAIL`.
+fn report(out: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    wait_until(&format!("done in {}", out.display()), TIMEOUT, || {
+        lines = log_lines(out);
+        lines.iter().any(|l| l == "done" || l.starts_with("FAIL"))
+    });
+    assert!(
+        !lines.iter().any(|l| l.starts_with("FAIL")),
+        "the program failed:\n{}",
+        lines.join("\n")
+    );
+    lines
+}
+
+fn line_with<'a>(lines: &'a [String], prefix: &str) -> &'a str {
+    lines
+        .iter()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in {lines:?}"))
+}
+
+/// Start `src` with `args`, wait for `ready`, checkpoint it (ending it), reap it, restore
+/// it with its pid and let it go on. Returns the restored process and its report file.
+fn round_trip(src: &str, args: &[&str], dir: &TestDir) -> (Proc, PathBuf) {
+    let prog = build_c(src, &[]);
+    let out = dir.join("prog.out");
+    let mut orig = Proc::spawn(&prog, args, dir, "prog");
+    wait_for_line(&out, "ready");
+    let img = dir.join("img.spirit");
+    dump(orig.pid, &img, &[]).ok("dump");
+    orig.reap();
+    let restored = restore_ok(&img, &[]);
+    assert_eq!(restored.pid, orig.pid);
+    fs::write(dir.join("go"), "").unwrap();
+    (restored, out)
+}
+
+#[test]
+fn dup_fds_share_one_offset_and_keep_cloexec() {
+    let dir = TestDir::new("files-dup");
+    fs::write(dir.join("data"), "0123456789abcdef").unwrap();
+    let (_p, out) = round_trip("files_dup.c", &[&dir.s("data")], &dir);
+    let lines = report(&out);
+    // fd 3 read "01" before the checkpoint: 4 and 10 share its offset and go on from
+    // there; fd 5 has its own (it had read "0").
+    assert_eq!(line_with(&lines, "via4"), "via4=23 via10=45 via5=12");
+    assert_eq!(line_with(&lines, "cloexec"), "cloexec 3=0 4=0 5=1 10=1");
+}
