@@ -58,3 +58,33 @@ fn dup_fds_share_one_offset_and_keep_cloexec() {
     assert_eq!(line_with(&lines, "via4"), "via4=23 via10=45 via5=12");
     assert_eq!(line_with(&lines, "cloexec"), "cloexec 3=0 4=0 5=1 10=1");
 }
+
+#[test]
+fn pipes_held_by_the_process_keep_data_in_flight() {
+    let dir = TestDir::new("files-pipe");
+    let (_p, out) = round_trip("files_pipe.c", &["self"], &dir);
+    let lines = report(&out);
+    assert_eq!(
+        line_with(&lines, "pipe a:"),
+        "pipe a: 100000 bytes in flight intact, nonblock=1, capacity=1048576"
+    );
+    assert_eq!(line_with(&lines, "pipe b:"), "pipe b: wake");
+    assert_eq!(line_with(&lines, "cloexec b="), "cloexec b=1,1");
+    assert_eq!(
+        line_with(&lines, "dup write end"),
+        "dup write end feeds: via dup"
+    );
+}
+
+#[test]
+fn pipe_with_an_end_outside_the_process_is_refused() {
+    let dir = TestDir::new("files-halfpipe");
+    let prog = build_c("files_pipe.c", &[]);
+    let out = dir.join("prog.out");
+    let p = Proc::spawn(&prog, &["half"], &dir, "prog");
+    wait_for_line(&out, "ready");
+    let img = dir.join("img.spirit");
+    dump(p.pid, &img, &[]).fails(5, &["fd 3", "pipe", "write end"], "dump of a half pipe");
+    assert!(p.alive(), "a refused checkpoint leaves the process running");
+    assert!(!img.exists(), "no image is left behind");
+}
