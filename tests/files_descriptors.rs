@@ -88,3 +88,45 @@ fn pipe_with_an_end_outside_the_process_is_refused() {
     assert!(p.alive(), "a refused checkpoint leaves the process running");
     assert!(!img.exists(), "no image is left behind");
 }
+
+#[test]
+fn deleted_file_comes_back_unlinked_with_content_and_offset() {
+    let dir = TestDir::new("files-deleted");
+    let (_p, out) = round_trip("files_deleted.c", &["small"], &dir);
+    let lines = report(&out);
+    assert_eq!(
+        line_with(&lines, "nlink="),
+        "nlink=0 size=100000 mode=640 pos=1234"
+    );
+    assert_eq!(
+        line_with(&lines, "in original"),
+        "in original dir=1 deleted=1"
+    );
+    line_with(&lines, "content intact, writable");
+    // Nothing named was left in the directory.
+    let names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("scratch") || n.contains("spirit-deleted")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn deleted_file_over_the_limit_is_refused() {
+    let dir = TestDir::new("files-deleted-big");
+    let prog = build_c("files_deleted.c", &[]);
+    let out = dir.join("prog.out");
+    let p = Proc::spawn(&prog, &["big"], &dir, "prog");
+    wait_for_line(&out, "ready");
+    dump(p.pid, &dir.join("img.spirit"), &[]).fails(
+        5,
+        &["fd 3", "deleted file", "64 MiB", "--skip-fd 3"],
+        "dump of a 65 MiB deleted file",
+    );
+    assert!(p.alive(), "a refused checkpoint leaves the process running");
+}

@@ -130,18 +130,28 @@ pub fn collect(pid: i32, fds: &mut [FdEntry]) -> Result<FilesSection> {
                 }
             }
             FdKind::DeletedFile | FdKind::Memfd => {
-                match content(pid, fd, CONTENT_LIMIT)? {
+                let data = if r.size > CONTENT_LIMIT {
+                    None
+                } else {
+                    content(pid, fd, CONTENT_LIMIT)?
+                };
+                match data {
                     Some(data) => r.data = data,
                     None => {
-                        return Err(dump_err(
+                        let what = if r.kind == FdKind::Memfd {
+                            "a memfd"
+                        } else {
+                            "a deleted file"
+                        };
+                        return Err(unsupported(
                             pid,
-                            format!(
-                                "fd {fd} is {} of {} bytes, more than the {} MiB spirit stores in an image; close it in the program or leave it out with --skip-fd {fd}",
-                                if r.kind == FdKind::Memfd { "a memfd" } else { "a deleted file" },
+                            entry,
+                            &format!(
+                                "{what} of {} bytes, more than the {} MiB spirit stores in an image",
                                 r.size,
                                 CONTENT_LIMIT >> 20
                             ),
-                        ))
+                        ));
                     }
                 }
                 r.size = r.data.len() as u64;
