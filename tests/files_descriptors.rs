@@ -130,3 +130,33 @@ fn deleted_file_over_the_limit_is_refused() {
     );
     assert!(p.alive(), "a refused checkpoint leaves the process running");
 }
+
+#[test]
+fn memfd_eventfd_timerfd_signalfd_epoll_inotify() {
+    let dir = TestDir::new("files-anon");
+    let (_p, out) = round_trip("files_anon.c", &[], &dir);
+    let lines = report(&out);
+    // F_SEAL_SHRINK|F_SEAL_GROW = 2|4; ftruncate to shrink is refused.
+    assert_eq!(
+        line_with(&lines, "memfd:"),
+        "memfd: /memfd:spirit-test (deleted) rest=content seals=6 shrink=-1"
+    );
+    assert_eq!(
+        line_with(&lines, "epoll:"),
+        "epoll: 2 ready, eventfd=1 pipe=1 other=0"
+    );
+    assert_eq!(
+        line_with(&lines, "eventfd:"),
+        "eventfd: 5 reads then errno=EAGAIN"
+    );
+    assert_eq!(
+        line_with(&lines, "timerfd:"),
+        "timerfd: ticks>=1 interval_ns=30000000"
+    );
+    assert_eq!(line_with(&lines, "signalfd:"), "signalfd: signo=10");
+    // IN_CREATE = 0x100.
+    assert_eq!(
+        line_with(&lines, "inotify:"),
+        "inotify: wd=2 mask=100 name=newfile"
+    );
+}
