@@ -172,3 +172,38 @@ fn dump_restore_dump_restore() {
     wait_lines(&log, n + 20);
     assert_consecutive(&log);
 }
+
+#[test]
+fn restore_without_detach_waits_and_exits_with_the_status() {
+    let dir = TestDir::new("wait");
+    let log = dir.join("log");
+    let img = dir.join("img.spirit");
+    let prog = build_c("counter.c", &[]);
+    let mut orig = Proc::spawn(&prog, &[&dir.s("log"), "10", "exit-at=80"], &dir, "counter");
+    wait_lines(&log, 5);
+    dump(orig.pid, &img, &[]).ok("dump");
+    orig.reap();
+    let at_dump = assert_consecutive(&log);
+    assert!(at_dump < 80, "the counter finished before the checkpoint");
+    // In the foreground: spirit restore is the parent and waits for the program, which
+    // counts to 80 and exits 42.
+    let run = spirit(&["restore", &img.to_string_lossy()]);
+    // Should it have been left behind (then it is our child, through the subreaper),
+    // end it; otherwise its pid is not ours any more and must not be touched.
+    let left = pid_alive(orig.pid) && parent_of(orig.pid) == Some(std::process::id() as i32);
+    let _guard = left.then(|| Proc::adopt(orig.pid));
+    assert!(!left, "restore returned but left the program running");
+    assert_eq!(
+        run.code, 42,
+        "restore must exit with the program's status; stderr: {}",
+        run.stderr
+    );
+    assert_eq!(assert_consecutive(&log), 81);
+}
+
+#[test]
+fn check_passes_here() {
+    let run = spirit(&["check"]);
+    run.ok("spirit check");
+    assert!(!run.stdout.is_empty() || !run.stderr.is_empty());
+}

@@ -176,8 +176,10 @@ fn dump_to_file(
         .as_file()
         .try_clone()
         .map_err(|e| Error::io(tmp.path(), e))?;
+    // A second handle on the same open file (shared offset) for parallel page writes.
+    let positional = file.try_clone().map_err(|e| Error::io(tmp.path(), e))?;
     let out = BufWriter::with_capacity(IO_BUF, file);
-    spirit_core::dump::dump(pid, out, opts, pipeline, progress, |w| {
+    spirit_core::dump::dump_to_file(pid, out, &positional, opts, pipeline, progress, |w| {
         let f = w
             .into_inner()
             .map_err(|e| Error::io(output, e.into_error()))?;

@@ -628,3 +628,26 @@ pub fn cpu_has(flag: &str) -> bool {
 pub fn skip(test: &str, why: &str) {
     eprintln!("SKIP {test}: {why}");
 }
+
+/// CLOCK_MONOTONIC in nanoseconds (the clock the test programs log).
+pub fn mono_ns() -> i64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    assert_eq!(r, 0, "clock_gettime");
+    t.tv_sec * 1_000_000_000 + t.tv_nsec
+}
+
+/// The parent pid of a process.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

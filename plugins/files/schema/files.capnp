@@ -12,14 +12,15 @@ enum FdKind {
   regular @0;
   charDevice @1;
   directory @2;
-  pipe @3;          # one end of a pipe whose both ends this process holds
-  deletedFile @4;   # a regular file unlinked while open: content in `data`
-  memfd @5;         # name in `path` ("/memfd:NAME (deleted)"), content in `data`, `seals`
-  eventfd @6;       # `counter`, `semaphore`
-  timerfd @7;       # `clockId`, `counter` (ticks), `valueNs`/`intervalNs` (remaining, relative)
-  signalfd @8;      # `sigmask`
-  epoll @9;         # `epoll` targets, rebuilt after every other descriptor
-  inotify @10;      # `inotify` watches
+  fifo @3;          # a named pipe reopened by path (data in flight not kept yet)
+  pipe @4;          # one end of a pipe whose both ends this process holds
+  deletedFile @5;   # a regular file unlinked while open: content in `data`
+  memfd @6;         # name in `path` ("/memfd:NAME (deleted)"), content in `data`, `seals`
+  eventfd @7;       # `counter`, `semaphore`
+  timerfd @8;       # `clockId`, `counter` (ticks), `valueNs`/`intervalNs` (remaining, relative)
+  signalfd @9;      # `sigmask`
+  epoll @10;         # `epoll` targets, rebuilt after every other descriptor
+  inotify @11;      # `inotify` watches
 }
 
 struct Fd {

@@ -273,6 +273,8 @@ fn classify(pid: i32, entry: &FdEntry) -> Result<Option<FdRecord>> {
                 FdKind::Directory
             } else if ft.is_char_device() && !is_terminal(md.rdev()) {
                 FdKind::CharDevice
+            } else if ft.is_fifo() {
+                FdKind::Fifo
             } else {
                 return Ok(None);
             };

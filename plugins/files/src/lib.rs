@@ -2,7 +2,8 @@
 //!
 //! Dump (`dump.rs`, the process frozen): every descriptor `core` lists whose kind this
 //! plugin knows becomes one record, claimed:
-//! - regular files, directories, character devices (not terminals) opened by path:
+//! - regular files, directories, FIFOs (data in flight not kept yet), character
+//!   devices (not terminals) opened by path:
 //!   path, open flags, close-on-exec, offset, identity (size, mtime, and for files up
 //!   to 1 MiB an xxh3 hash of the content);
 //! - pipes whose both ends the process holds, with the data in flight (peeked with
@@ -27,7 +28,7 @@
 //! once, parked at a high number, then `dup3`'d to each of its fd numbers; epoll sets
 //! last (they watch fds by number); locks taken again at the very end.
 //!
-//! Terminals, sockets, FIFOs by path and unknown anonymous inodes are left unclaimed:
+//! Terminals, sockets and unknown anonymous inodes are left unclaimed:
 //! the checkpoint then fails naming them.
 
 #[allow(clippy::all, clippy::pedantic)]
@@ -72,7 +73,7 @@ impl Plugin for FilesPlugin {
         let sec = FilesSection::decode(data)?;
         for f in sec.fds.iter().filter(|f| f.dup_of.is_none()) {
             match f.kind {
-                FdKind::Regular | FdKind::Directory | FdKind::CharDevice => {
+                FdKind::Regular | FdKind::Directory | FdKind::CharDevice | FdKind::Fifo => {
                     check_file(f, self.allow_changed_files)?
                 }
                 FdKind::Inotify => {
@@ -146,6 +147,7 @@ fn check_file(f: &FdRecord, allow_changed: bool) -> Result<()> {
         FdKind::Regular => md.is_file(),
         FdKind::Directory => md.is_dir(),
         FdKind::CharDevice => md.file_type().is_char_device() && md.rdev() == f.rdev,
+        FdKind::Fifo => md.file_type().is_fifo(),
         _ => true,
     };
     if !same_kind {
@@ -193,7 +195,7 @@ fn show_fd(f: &FdRecord) -> Value {
         m.insert(k.into(), v);
     };
     match f.kind {
-        FdKind::Regular | FdKind::Directory | FdKind::CharDevice => {
+        FdKind::Regular | FdKind::Directory | FdKind::CharDevice | FdKind::Fifo => {
             put("path", json!(f.path));
             put("pos", json!(f.pos));
             put("mode", json!(format!("{:o}", f.mode)));

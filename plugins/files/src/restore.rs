@@ -42,6 +42,26 @@ fn open_as(f: &FdRecord, path: &str) -> Result<OwnedFd> {
     Ok(file.into())
 }
 
+/// Open a FIFO without blocking on a missing peer: a non-blocking open, with a
+/// read-write "keeper" held meanwhile so a write-only open finds a reader; then the
+/// original blocking mode is put back.
+fn open_fifo(f: &FdRecord) -> Result<OwnedFd> {
+    let keeper = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&f.path)
+        .map_err(|e| fail(f, "opening the FIFO read-write", e))?;
+    let nonblocking = FdRecord {
+        flags: f.flags | libc::O_NONBLOCK as u32,
+        ..f.clone()
+    };
+    let fd = open_as(&nonblocking, &f.path)?;
+    drop(keeper);
+    kfd::set_status_flags(&fd, f.flags as i32 & SETTABLE)?;
+    Ok(fd)
+}
+
 fn seek(fd: &OwnedFd, f: &FdRecord) -> Result<()> {
     if f.pos > 0 {
         nix::unistd::lseek(fd.as_raw_fd(), f.pos as i64, nix::unistd::Whence::SeekSet)
@@ -192,6 +212,7 @@ fn build(
             }
             fd
         }
+        FdKind::Fifo => open_fifo(f)?,
         FdKind::Pipe => return build_pipe(sec, f, objects),
         FdKind::DeletedFile | FdKind::Memfd => {
             let key = (f.dev, f.object_id);

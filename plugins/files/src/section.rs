@@ -12,6 +12,7 @@ pub enum FdKind {
     Regular,
     CharDevice,
     Directory,
+    Fifo,
     Pipe,
     DeletedFile,
     Memfd,
@@ -22,10 +23,11 @@ pub enum FdKind {
     Inotify,
 }
 
-const KINDS: [(FdKind, s::FdKind); 11] = [
+const KINDS: [(FdKind, s::FdKind); 12] = [
     (FdKind::Regular, s::FdKind::Regular),
     (FdKind::CharDevice, s::FdKind::CharDevice),
     (FdKind::Directory, s::FdKind::Directory),
+    (FdKind::Fifo, s::FdKind::Fifo),
     (FdKind::Pipe, s::FdKind::Pipe),
     (FdKind::DeletedFile, s::FdKind::DeletedFile),
     (FdKind::Memfd, s::FdKind::Memfd),
