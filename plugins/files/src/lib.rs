@@ -124,7 +124,7 @@ impl Plugin for FilesPlugin {
         Ok(json!({
             "cwd": sec.cwd,
             "root": sec.root,
-            "umask": format!("{:04o}", sec.umask),
+            "umask": sec.umask,
             "fds": sec.fds.iter().map(show_fd).collect::<Vec<_>>(),
         }))
     }
@@ -182,31 +182,26 @@ fn check_file(f: &FdRecord, allow_changed: bool) -> Result<()> {
 /// One descriptor for `spirit show`: common fields, then what its kind carries.
 fn show_fd(f: &FdRecord) -> Value {
     let mut m = Map::new();
-    let kind = serde_json::to_value(f.kind).unwrap_or(Value::Null);
-    m.insert("fd".into(), json!(f.fd));
-    m.insert("kind".into(), kind);
-    m.insert("flags".into(), json!(format!("{:o}", f.flags)));
-    m.insert("cloexec".into(), json!(f.cloexec));
-    if let Some(d) = f.dup_of {
-        m.insert("dup_of".into(), json!(d));
-        return Value::Object(m);
-    }
     let mut put = |k: &str, v: Value| {
         m.insert(k.into(), v);
     };
+    put("fd", json!(f.fd));
+    put("kind", serde_json::to_value(f.kind).unwrap_or(Value::Null));
+    put("flags", json!(f.flags));
+    put("cloexec", json!(f.cloexec));
+    if let Some(d) = f.dup_of {
+        put("dup_of", json!(d));
+    }
     match f.kind {
         FdKind::Regular | FdKind::Directory | FdKind::CharDevice | FdKind::Fifo => {
             put("path", json!(f.path));
             put("pos", json!(f.pos));
-            put("mode", json!(format!("{:o}", f.mode)));
+            put("mode", json!(f.mode));
             put("dev", json!(f.dev));
             put("inode", json!(f.inode));
-            if f.kind == FdKind::CharDevice {
-                put("rdev", json!(f.rdev));
-            } else {
-                put("size", json!(f.size));
-                put("mtime_ns", json!(f.mtime_ns));
-            }
+            put("rdev", json!(f.rdev));
+            put("size", json!(f.size));
+            put("mtime_ns", json!(f.mtime_ns));
             if let Some(h) = f.hash {
                 put("xxh3", json!(format!("{h:016x}")));
             }
@@ -219,7 +214,7 @@ fn show_fd(f: &FdRecord) -> Value {
         FdKind::DeletedFile | FdKind::Memfd => {
             put("path", json!(f.path));
             put("pos", json!(f.pos));
-            put("mode", json!(format!("{:o}", f.mode)));
+            put("mode", json!(f.mode));
             put("size", json!(f.data.len()));
             put(
                 "xxh3",
@@ -239,13 +234,13 @@ fn show_fd(f: &FdRecord) -> Value {
             put("interval_ns", json!(f.interval_ns));
             put("ticks", json!(f.counter));
         }
-        FdKind::Signalfd => put("sigmask", json!(format!("{:016x}", f.sigmask))),
+        FdKind::Signalfd => put("sigmask", json!(f.sigmask)),
         FdKind::Epoll => put(
             "watches",
             json!(f
                 .epoll
                 .iter()
-                .map(|t| json!({"fd": t.fd, "events": format!("{:x}", t.events), "data": t.data}))
+                .map(|t| json!({"fd": t.fd, "events": t.events, "data": t.data}))
                 .collect::<Vec<_>>()),
         ),
         FdKind::Inotify => put(
@@ -253,13 +248,13 @@ fn show_fd(f: &FdRecord) -> Value {
             json!(f
                 .inotify
                 .iter()
-                .map(|w| json!({"wd": w.wd, "path": w.path, "mask": format!("{:x}", w.mask)}))
+                .map(|w| json!({"wd": w.wd, "path": w.path, "mask": w.mask}))
                 .collect::<Vec<_>>()),
         ),
     }
     if !f.locks.is_empty() {
-        m.insert(
-            "locks".into(),
+        put(
+            "locks",
             serde_json::to_value(&f.locks).unwrap_or(Value::Null),
         );
     }
