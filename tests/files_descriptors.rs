@@ -32,7 +32,8 @@ fn line_with<'a>(lines: &'a [String], prefix: &str) -> &'a str {
 }
 
 /// Start `src` with `args`, wait for `ready`, checkpoint it (ending it), reap it, restore
-/// it with its pid and let it go on. Returns the restored process and its report file.
+/// it with its pid and let it go on. Returns the restored process and its report file;
+/// the image stays at `img.spirit`.
 fn round_trip(src: &str, args: &[&str], dir: &TestDir) -> (Proc, PathBuf) {
     let prog = build_c(src, &[]);
     let out = dir.join("prog.out");
@@ -159,4 +160,69 @@ fn memfd_eventfd_timerfd_signalfd_epoll_inotify() {
         line_with(&lines, "inotify:"),
         "inotify: wd=2 mask=100 name=newfile"
     );
+}
+
+/// The files section of `spirit show --json IMG`, fds by number.
+fn shown_fds(img: &Path) -> std::collections::BTreeMap<i64, serde_json::Value> {
+    let run = spirit(&["show", "--json", &img.to_string_lossy()]);
+    run.ok("show --json");
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("show --json is JSON");
+    fn find(v: &serde_json::Value) -> Option<&serde_json::Value> {
+        match v {
+            serde_json::Value::Object(m) if m.contains_key("cwd") && m.contains_key("fds") => {
+                Some(v)
+            }
+            serde_json::Value::Object(m) => m.values().find_map(find),
+            serde_json::Value::Array(a) => a.iter().find_map(find),
+            _ => None,
+        }
+    }
+    let files = find(&v).expect("a files section in show --json");
+    files["fds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["fd"].as_i64().unwrap(), f.clone()))
+        .collect()
+}
+
+#[test]
+fn show_renders_every_descriptor_kind() {
+    let dir = TestDir::new("files-show");
+    let prog = build_c("files_anon.c", &[]);
+    let out = dir.join("prog.out");
+    let _p = Proc::spawn(&prog, &[], &dir, "prog");
+    wait_for_line(&out, "ready");
+    let img = dir.join("img.spirit");
+    dump(_p.pid, &img, &["--leave-running"]).ok("dump");
+    let fds = shown_fds(&img);
+    let kind = |fd: i64| fds[&fd]["kind"].as_str().unwrap().to_string();
+    // files_anon.c opens, in order: memfd 3, eventfd 4, timerfd 5, signalfd 6, pipe 7
+    // and 8, epoll 9, inotify 10.
+    let kinds: Vec<String> = (3..=10).map(kind).collect();
+    assert_eq!(
+        kinds,
+        ["memfd", "eventfd", "timerfd", "signalfd", "pipe", "pipe", "epoll", "inotify"]
+    );
+    assert_eq!(fds[&3]["path"], "/memfd:spirit-test");
+    assert_eq!(fds[&3]["size"], 13);
+    assert_eq!(fds[&3]["pos"], 6);
+    assert_eq!(fds[&3]["seals"], 6);
+    assert_eq!(fds[&4]["count"], 5);
+    assert_eq!(fds[&4]["semaphore"], true);
+    assert_eq!(fds[&5]["interval_ns"], 30_000_000);
+    assert_eq!(fds[&6]["sigmask"], 1 << 9); // SIGUSR1
+    assert_eq!(fds[&7]["in_flight"], 1);
+    let watches = fds[&9]["watches"].as_array().unwrap();
+    let data: Vec<u64> = watches
+        .iter()
+        .map(|w| w["data"].as_u64().unwrap())
+        .collect();
+    assert_eq!(data, [0xE1, 0xB1]);
+    let inw = fds[&10]["watches"].as_array().unwrap();
+    assert_eq!(inw.len(), 1);
+    assert_eq!(inw[0]["wd"], 2);
+    assert_eq!(inw[0]["path"], dir.s("watched"));
+    // The text form renders too.
+    spirit(&["show", &img.to_string_lossy()]).ok("show");
 }

@@ -56,6 +56,15 @@ fn flock_posix_and_ofd_locks_are_held_again() {
     let img = dir.join("img.spirit");
     dump(orig.pid, &img, &[]).ok("dump");
     orig.reap();
+    let shown = spirit(&["show", "--json", &img.to_string_lossy()]);
+    shown.ok("show --json");
+    let compact: String = shown.stdout.split_whitespace().collect();
+    for kind in ["flock", "posix", "ofd"] {
+        assert!(
+            compact.contains(&format!("\"kind\":\"{kind}\"")),
+            "show --json does not list the {kind} lock"
+        );
+    }
     // The original is gone: its locks went with it.
     for (file, kind) in LOCKS {
         assert!(
