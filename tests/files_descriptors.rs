@@ -91,6 +91,21 @@ fn pipe_with_an_end_outside_the_process_is_refused() {
 }
 
 #[test]
+fn epoll_watching_a_closed_number_is_refused() {
+    let dir = TestDir::new("files-stale-epoll");
+    let prog = build_c("files_pipe.c", &[]);
+    let out = dir.join("prog.out");
+    let p = Proc::spawn(&prog, &["stale"], &dir, "prog");
+    wait_for_line(&out, "ready");
+    dump(p.pid, &dir.join("img.spirit"), &[]).fails(
+        5,
+        &["fd 5", "epoll", "fd 3", "closed"],
+        "dump of an epoll set watching a closed fd",
+    );
+    assert!(p.alive(), "a refused checkpoint leaves the process running");
+}
+
+#[test]
 fn deleted_file_comes_back_unlinked_with_content_and_offset() {
     let dir = TestDir::new("files-deleted");
     let (_p, out) = round_trip("files_deleted.c", &["small"], &dir);
@@ -214,11 +229,13 @@ fn show_renders_every_descriptor_kind() {
     assert_eq!(fds[&6]["sigmask"], 1 << 9); // SIGUSR1
     assert_eq!(fds[&7]["in_flight"], 1);
     let watches = fds[&9]["watches"].as_array().unwrap();
-    let data: Vec<u64> = watches
+    // (fd, data) pairs; the kernel lists them in its own order.
+    let mut pairs: Vec<(i64, u64)> = watches
         .iter()
-        .map(|w| w["data"].as_u64().unwrap())
+        .map(|w| (w["fd"].as_i64().unwrap(), w["data"].as_u64().unwrap()))
         .collect();
-    assert_eq!(data, [0xE1, 0xB1]);
+    pairs.sort();
+    assert_eq!(pairs, [(4, 0xE1), (7, 0xB1)]);
     let inw = fds[&10]["watches"].as_array().unwrap();
     assert_eq!(inw.len(), 1);
     assert_eq!(inw[0]["wd"], 2);

@@ -247,3 +247,33 @@ pub fn dup_above(fd: &OwnedFd, min: i32) -> Result<OwnedFd> {
     let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
     owned("fcntl(F_DUPFD_CLOEXEC)", ret as i64)
 }
+
+/// Whether the file epoll instance `epfd` of `pid` watches under number `tfd` is the
+/// file now open as `tfd` in that process (`kcmp(KCMP_EPOLL_TFD)`): false when `tfd`
+/// was closed, or reused for another file, after it was added.
+pub fn epoll_target_is_current(pid: i32, epfd: i32, tfd: i32) -> Result<bool> {
+    const KCMP_EPOLL_TFD: i64 = 7;
+    #[repr(C)]
+    struct Slot {
+        efd: u32,
+        tfd: u32,
+        toff: u32,
+    }
+    let slot = Slot {
+        efd: epfd as u32,
+        tfd: tfd as u32,
+        toff: 0,
+    };
+    // SAFETY: the kernel reads one kcmp_epoll_slot from the valid pointer given.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid,
+            pid,
+            KCMP_EPOLL_TFD,
+            tfd,
+            &slot as *const Slot,
+        )
+    };
+    Ok(check("kcmp(KCMP_EPOLL_TFD)", pid, ret)? == 0)
+}

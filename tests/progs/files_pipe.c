@@ -3,8 +3,11 @@
  * pipe B (a self-pipe) holds "wake\n". After the restore ("go") the program reads
  * everything back and checks it byte for byte, checks the flags and capacity, and that
  * the dup'ed write end still feeds the read end. Mode "half": the write end of a pipe
- * is closed, so the process holds only the read end (the checkpoint must refuse). */
+ * is closed, so the process holds only the read end (the checkpoint must refuse).
+ * Mode "stale": an epoll set watches the read end as fd 3, which is then moved to fd
+ * 20 (dup2 + close): the set's entry names a number that is closed (refused too). */
 #include "files_common.h"
+#include <sys/epoll.h>
 
 #define N 100000
 
@@ -15,6 +18,15 @@ int main(int argc, char **argv) {
     check(pipe(a) == 0, "pipe a");
     if (argc > 1 && strcmp(argv[1], "half") == 0) {
         close(a[1]);
+        say("ready\n");
+        for (;;) pause();
+    }
+    if (argc > 1 && strcmp(argv[1], "stale") == 0) {
+        int ep = epoll_create1(0);
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 1};
+        check(epoll_ctl(ep, EPOLL_CTL_ADD, a[0], &ev) == 0, "epoll add");
+        check(dup2(a[0], 20) == 20, "dup2");
+        close(a[0]);
         say("ready\n");
         for (;;) pause();
     }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
 
 /// Deleted files and memfds up to this size travel inside the image.
 pub const CONTENT_LIMIT: u64 = 64 << 20;
@@ -114,6 +115,7 @@ pub fn collect(pid: i32, fds: &mut [FdEntry]) -> Result<FilesSection> {
     find_shared(pid, &mut sec.fds)?;
     let mut pidfd = None;
     let entries: HashMap<i32, &FdEntry> = fds.iter().map(|e| (e.fd, e)).collect();
+    let mine: std::collections::HashSet<i32> = sec.fds.iter().map(|r| r.fd).collect();
     for i in 0..sec.fds.len() {
         if sec.fds[i].dup_of.is_some() {
             continue;
@@ -159,7 +161,7 @@ pub fn collect(pid: i32, fds: &mut [FdEntry]) -> Result<FilesSection> {
                     r.seals = memfd_seals(pid, fd)?;
                 }
             }
-            FdKind::Epoll => r.epoll = epoll_targets(pid, entry, &info, &entries)?,
+            FdKind::Epoll => r.epoll = epoll_targets(pid, entry, &info, &mine)?,
             FdKind::Inotify => r.inotify = inotify_watches(pid, entry, &info)?,
             _ => {}
         }
@@ -386,12 +388,13 @@ fn locks(pid: i32, entry: &FdEntry, info: &FdInfo) -> Result<Vec<Lock>> {
 }
 
 /// The descriptors an epoll instance watches (`tfd: N events: E data: D` lines). Each
-/// must still be open in the process: a restore re-adds it by number.
+/// must still be open in the process and be one this plugin restores (`mine`): the
+/// restore re-adds it by number once it is in place.
 fn epoll_targets(
     pid: i32,
     entry: &FdEntry,
     info: &FdInfo,
-    entries: &HashMap<i32, &FdEntry>,
+    mine: &std::collections::HashSet<i32>,
 ) -> Result<Vec<EpollTarget>> {
     let mut out = Vec::new();
     for l in info.lines("tfd:") {
@@ -406,11 +409,19 @@ fn epoll_targets(
             ));
         };
         let tfd = tfd as i32;
-        if !entries.contains_key(&tfd) {
+        let current = spirit_kmod::fd::epoll_target_is_current(pid, entry.fd, tfd).unwrap_or(false);
+        if !current || !mine.contains(&tfd) {
+            let why = if !current {
+                "closed or reused for another file since (the watched file lives on only inside the epoll set)"
+            } else if Path::new(&format!("/proc/{pid}/fd/{tfd}")).exists() {
+                "a descriptor left out or of a kind the files plugin does not restore (epoll sets over sockets or terminals are not supported yet)"
+            } else {
+                "closed (its file lives on only inside the epoll set)"
+            };
             return Err(unsupported(
                 pid,
                 entry,
-                &format!("an epoll instance watching fd {tfd}, which is closed or left out (its file lives on only inside the epoll set)"),
+                &format!("an epoll instance watching fd {tfd}, which is {why}"),
             ));
         }
         out.push(EpollTarget {
