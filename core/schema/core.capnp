@@ -37,6 +37,10 @@ struct TreeNode {
   pid @0 :Int32;
   ppid @1 :Int32;
   threads @2 :List(Int32);
+  pgid @3 :Int32;
+  sid @4 :Int32;
+  zombie @5 :Bool;            # dead, not yet reaped by its parent: no Process record
+  exitStatus @6 :Int32;       # a zombie's wait status
 }
 
 struct Process {
@@ -57,6 +61,7 @@ struct Process {
   sections @14 :List(Section);  # one per plugin that had something to say
   creds @15 :Creds;
   files @16 :List(FileId);      # the executable and every mapped file, for identity checks
+  pdeathsig @17 :Int32;         # PR_GET_PDEATHSIG
 }
 
 struct Creds {

@@ -59,6 +59,10 @@ pub fn encode_header(h: &Header) -> Vec<u8> {
         let mut e = tree.reborrow().get(i as u32);
         e.set_pid(n.pid);
         e.set_ppid(n.ppid);
+        e.set_pgid(n.pgid);
+        e.set_sid(n.sid);
+        e.set_zombie(n.zombie);
+        e.set_exit_status(n.exit_status);
         let mut t = e.init_threads(n.threads.len() as u32);
         for (j, tid) in n.threads.iter().enumerate() {
             t.set(j as u32, *tid);
@@ -115,6 +119,10 @@ pub fn decode_header(bytes: &[u8]) -> DecodeResult<Header> {
                 Ok(TreeNode {
                     pid: n.get_pid(),
                     ppid: n.get_ppid(),
+                    pgid: n.get_pgid(),
+                    sid: n.get_sid(),
+                    zombie: n.get_zombie(),
+                    exit_status: n.get_exit_status(),
                     threads: n.get_threads()?.iter().collect(),
                 })
             })
@@ -162,6 +170,7 @@ pub fn encode_process(p: &ProcessImage) -> Vec<u8> {
     b.set_comm(&p.comm);
     b.set_exe(&p.exe);
     b.set_personality(p.personality);
+    b.set_pdeathsig(p.pdeathsig);
     let mut rl = b.reborrow().init_rlimits(p.rlimits.len() as u32);
     for (i, r) in p.rlimits.iter().enumerate() {
         let mut e = rl.reborrow().get(i as u32);
@@ -352,6 +361,7 @@ pub fn decode_process(bytes: &[u8]) -> DecodeResult<ProcessImage> {
         comm: text(r.get_comm())?,
         exe: text(r.get_exe())?,
         personality: r.get_personality(),
+        pdeathsig: r.get_pdeathsig(),
         rlimits: r
             .get_rlimits()?
             .iter()

@@ -44,6 +44,12 @@ pub struct TreeNode {
     pub pid: i32,
     pub ppid: i32,
     pub threads: Vec<i32>,
+    pub pgid: i32,
+    pub sid: i32,
+    /// Dead but not reaped by its parent at checkpoint: recreated as a zombie.
+    pub zombie: bool,
+    /// A zombie's wait status (exit code << 8, or the killing signal).
+    pub exit_status: i32,
 }
 
 /// One process's core state, plus the plugins' opaque sections.
@@ -67,6 +73,8 @@ pub struct ProcessImage {
     pub creds: Creds,
     /// Identity of the executable and every mapped file at checkpoint.
     pub files: Vec<FileId>,
+    /// Signal sent to the process when its parent dies (0: none).
+    pub pdeathsig: i32,
 }
 
 /// Who the process runs as.

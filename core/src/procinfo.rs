@@ -46,6 +46,42 @@ pub(crate) struct Ids {
     pub mm: MmState,
 }
 
+/// What the tree walk needs of a process.
+pub(crate) struct TreeStat {
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    pub zombie: bool,
+    pub exit_status: i32,
+}
+
+pub(crate) fn tree_stat(pid: i32) -> Result<TreeStat> {
+    let st = open(pid)?.stat().map_err(|e| proc_err(pid, e))?;
+    Ok(TreeStat {
+        ppid: st.ppid,
+        pgid: st.pgrp,
+        sid: st.session,
+        zombie: st.state == 'Z',
+        exit_status: st.exit_code.unwrap_or(0),
+    })
+}
+
+/// Children of every thread of `pid`.
+pub(crate) fn children(pid: i32) -> Result<Vec<i32>> {
+    let mut out = Vec::new();
+    for tid in threads(pid)? {
+        let path = format!("/proc/{pid}/task/{tid}/children");
+        match std::fs::read_to_string(&path) {
+            Ok(s) => out.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 pub(crate) fn stat(pid: i32) -> Result<Ids> {
     let st = open(pid)?.stat().map_err(|e| proc_err(pid, e))?;
     Ok(Ids {

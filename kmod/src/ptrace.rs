@@ -188,19 +188,29 @@ impl Tracee {
     /// A signal that was about to be delivered is let through first (as if the freeze
     /// had come a moment later). On drop the task resumes exactly as it was.
     pub fn seize(tgid: i32, tid: i32) -> Result<Tracee> {
-        ptrace_raw(
-            libc::PTRACE_SEIZE,
-            tid,
-            0,
-            libc::PTRACE_O_TRACESYSGOOD as usize,
-        )?;
+        Self::seize_as(tgid, tid, WhenDropped::Resume)
+    }
+
+    /// Take control of a restore child parked in `pause()` once its in-child setup is
+    /// done. It dies with its tracer (PTRACE_O_EXITKILL), threads created by injected
+    /// clones are traced too, and it is killed on drop.
+    pub fn seize_restored(pid: i32) -> Result<Tracee> {
+        Self::seize_as(pid, pid, WhenDropped::Kill)
+    }
+
+    fn seize_as(tgid: i32, tid: i32, when_dropped: WhenDropped) -> Result<Tracee> {
+        let mut opts = libc::PTRACE_O_TRACESYSGOOD;
+        if when_dropped == WhenDropped::Kill {
+            opts |= libc::PTRACE_O_EXITKILL | libc::PTRACE_O_TRACECLONE;
+        }
+        ptrace_raw(libc::PTRACE_SEIZE, tid, 0, opts as usize)?;
         ptrace_raw(libc::PTRACE_INTERRUPT, tid, 0, 0)?;
         let mut t = Tracee {
             tid,
             tgid,
             base_regs: zero_regs(),
             base_sigmask: 0,
-            when_dropped: WhenDropped::Resume,
+            when_dropped,
             released: true, // nothing to put back until the stop is confirmed
             cloned: Vec::new(),
         };

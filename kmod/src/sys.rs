@@ -117,78 +117,6 @@ pub fn set_personality(persona: u32) -> Result<()> {
     Ok(())
 }
 
-/// One page of memory shared with the children forked after it is made: a restore
-/// child reports why it failed through it (it owns no descriptor that could collide
-/// with the descriptors it is rebuilding).
-pub struct SharedPage {
-    ptr: *mut u8,
-}
-
-// SAFETY: the page is plain bytes; access goes through copying methods only.
-unsafe impl Send for SharedPage {}
-
-const SHARED_PAGE_LEN: usize = 4096;
-
-impl SharedPage {
-    pub fn new() -> Result<SharedPage> {
-        // SAFETY: a fresh anonymous shared mapping; no existing memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                SHARED_PAGE_LEN,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(Error::Sys {
-                call: "mmap",
-                tid: 0,
-                errno: Errno::last(),
-            });
-        }
-        Ok(SharedPage { ptr: p as *mut u8 })
-    }
-
-    /// Store a code and a message (truncated to fit).
-    pub fn put(&self, code: i32, msg: &str) {
-        let bytes = msg.as_bytes();
-        let n = bytes.len().min(SHARED_PAGE_LEN - 8);
-        // SAFETY: the mapping is SHARED_PAGE_LEN bytes long and lives as long as self;
-        // writes stay inside it.
-        unsafe {
-            std::ptr::copy_nonoverlapping(code.to_le_bytes().as_ptr(), self.ptr, 4);
-            std::ptr::copy_nonoverlapping((n as u32).to_le_bytes().as_ptr(), self.ptr.add(4), 4);
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.add(8), n);
-        }
-    }
-
-    /// The stored code and message, if any.
-    pub fn get(&self) -> Option<(i32, String)> {
-        let mut head = [0u8; 8];
-        // SAFETY: reads stay inside the mapping (length clamped to its size).
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr, head.as_mut_ptr(), 8) };
-        let code = i32::from_le_bytes(head[..4].try_into().ok()?);
-        let n = (u32::from_le_bytes(head[4..].try_into().ok()?) as usize).min(SHARED_PAGE_LEN - 8);
-        if code == 0 && n == 0 {
-            return None;
-        }
-        let mut msg = vec![0u8; n];
-        // SAFETY: as above.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(8), msg.as_mut_ptr(), n) };
-        Some((code, String::from_utf8_lossy(&msg).into_owned()))
-    }
-}
-
-impl Drop for SharedPage {
-    fn drop(&mut self) {
-        // SAFETY: unmapping the mapping this object created and exclusively owns.
-        unsafe { libc::munmap(self.ptr as *mut libc::c_void, SHARED_PAGE_LEN) };
-    }
-}
-
 /// Set a resource limit of this process.
 pub fn set_rlimit(resource: u32, cur: u64, max: u64) -> Result<()> {
     let lim = libc::rlimit {
@@ -245,4 +173,154 @@ pub fn close_inherited_fds(cmd: &mut std::process::Command) {
             Ok(())
         });
     }
+}
+
+/// Shared memory slots through which the processes of a restore, forked below the
+/// restorer, report that their in-child setup is done (with their pid) or why it failed.
+pub struct SharedBoard {
+    ptr: *mut u8,
+    slots: usize,
+}
+
+// SAFETY: the mapping is plain bytes accessed through volatile copies.
+unsafe impl Send for SharedBoard {}
+
+const SLOT_LEN: usize = 512;
+
+/// State of one slot of a [`SharedBoard`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Empty,
+    Ready { pid: i32 },
+    Failed { pid: i32, code: i32, msg: String },
+}
+
+impl SharedBoard {
+    pub fn new(slots: usize) -> Result<SharedBoard> {
+        let len = slots.max(1) * SLOT_LEN;
+        // SAFETY: a fresh anonymous shared mapping; no existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Error::Sys {
+                call: "mmap",
+                tid: 0,
+                errno: Errno::last(),
+            });
+        }
+        Ok(SharedBoard {
+            ptr: p as *mut u8,
+            slots: slots.max(1),
+        })
+    }
+
+    fn write(&self, slot: usize, state: u32, pid: i32, code: i32, msg: &str) {
+        if slot >= self.slots {
+            return;
+        }
+        let bytes = msg.as_bytes();
+        let n = bytes.len().min(SLOT_LEN - 16);
+        let mut head = [0u8; 16];
+        head[4..8].copy_from_slice(&pid.to_le_bytes());
+        head[8..12].copy_from_slice(&code.to_le_bytes());
+        head[12..16].copy_from_slice(&(n as u32).to_le_bytes());
+        // SAFETY: slot < slots, so [slot*SLOT_LEN, +SLOT_LEN) lies inside the mapping;
+        // the message is clamped to the slot. The state word is written last, after a
+        // fence, so a reader that sees it sees the rest.
+        unsafe {
+            let base = self.ptr.add(slot * SLOT_LEN);
+            std::ptr::copy_nonoverlapping(head[4..].as_ptr(), base.add(4), 12);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.add(16), n);
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            std::ptr::write_volatile(base as *mut u32, state);
+        }
+    }
+
+    pub fn ready(&self, slot: usize, pid: i32) {
+        self.write(slot, 1, pid, 0, "");
+    }
+
+    pub fn failed(&self, slot: usize, pid: i32, code: i32, msg: &str) {
+        self.write(slot, 2, pid, code, msg);
+    }
+
+    pub fn get(&self, slot: usize) -> Slot {
+        if slot >= self.slots {
+            return Slot::Empty;
+        }
+        let mut head = [0u8; 16];
+        // SAFETY: reads stay inside the slot (bounds as in `write`).
+        let state = unsafe {
+            let base = self.ptr.add(slot * SLOT_LEN);
+            let state = std::ptr::read_volatile(base as *const u32);
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            std::ptr::copy_nonoverlapping(base, head.as_mut_ptr(), 16);
+            state
+        };
+        let pid = i32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        match state {
+            1 => Slot::Ready { pid },
+            2 => {
+                let code = i32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+                let n = (u32::from_le_bytes([head[12], head[13], head[14], head[15]]) as usize)
+                    .min(SLOT_LEN - 16);
+                let mut msg = vec![0u8; n];
+                // SAFETY: as above, n is clamped to the slot.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        self.ptr.add(slot * SLOT_LEN + 16),
+                        msg.as_mut_ptr(),
+                        n,
+                    )
+                };
+                Slot::Failed {
+                    pid,
+                    code,
+                    msg: String::from_utf8_lossy(&msg).into_owned(),
+                }
+            }
+            _ => Slot::Empty,
+        }
+    }
+}
+
+impl Drop for SharedBoard {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping this object created and exclusively owns.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.slots * SLOT_LEN) };
+    }
+}
+
+/// End this process with the wait status `status` as `waitpid` reported it for the
+/// original (exit code, or death by a signal): how a zombie is recreated.
+pub fn die_with_status(status: i32) -> ! {
+    let sig = status & 0x7f;
+    if sig != 0 && sig != 0x7f {
+        // SAFETY: resetting a disposition to SIG_DFL installs no handler; then the
+        // signal, unblocked, kills us as it killed the original.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::kill(libc::getpid(), sig);
+        }
+    }
+    exit_now((status >> 8) & 0xff)
+}
+
+/// Stop being the reaper of orphaned descendants.
+pub fn clear_child_subreaper() -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
+    check("PR_SET_CHILD_SUBREAPER", 0, ret as i64).map(|_| ())
 }

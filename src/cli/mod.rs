@@ -89,8 +89,10 @@ impl ProgressOut {
 
 fn report_dump(s: &DumpStats, to: &str) {
     eprintln!(
-        "spirit: checkpointed pid {} ({} thread{}, {} memory areas, {} of pages) into {} in {} ms, frozen {} ms; process {}",
+        "spirit: checkpointed pid {} ({} process{}, {} thread{}, {} memory areas, {} of pages) into {} in {} ms, frozen {} ms; {}",
         s.pid,
+        s.processes,
+        if s.processes == 1 { "" } else { "es" },
         s.threads,
         if s.threads == 1 { "" } else { "s" },
         s.vmas,
@@ -98,7 +100,7 @@ fn report_dump(s: &DumpStats, to: &str) {
         to,
         s.total.as_millis(),
         s.frozen.as_millis(),
-        if s.resumed { "left running" } else { "ended" }
+        if s.resumed { "left running" } else { "process ended" }
     );
 }
 
@@ -239,8 +241,9 @@ pub fn restore(
         return 0;
     }
     eprintln!(
-        "spirit: restored pid {} ({} threads, {}) in {} ms",
+        "spirit: restored pid {} ({} processes, {} threads, {}) in {} ms",
         restored.pid,
+        restored.processes,
         restored.threads,
         mib(restored.page_bytes),
         restored.total.as_millis()

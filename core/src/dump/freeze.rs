@@ -88,3 +88,65 @@ pub fn kill(pid: i32, tracees: Vec<Tracee>) {
         );
     }
 }
+
+/// One process of the tree being checkpointed: frozen, or a zombie (its wait status).
+pub struct Frozen {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    pub tracees: Vec<Tracee>,
+    pub zombie: Option<i32>,
+}
+
+/// Freeze `root` and all its descendants, parents before children (a frozen parent
+/// cannot fork any more, so its list of children is final once read).
+pub fn freeze_tree(root: i32) -> Result<Vec<Frozen>> {
+    let mut out: Vec<Frozen> = Vec::new();
+    let mut queue = std::collections::VecDeque::from([root]);
+    while let Some(pid) = queue.pop_front() {
+        if out.iter().any(|f| f.pid == pid) {
+            continue;
+        }
+        let st = procinfo::tree_stat(pid)?;
+        if pid != root {
+            check_access(pid)?;
+        }
+        let zombie = if st.zombie {
+            if pid == root {
+                return Err(Error::Dump {
+                    pid,
+                    msg: "it has exited and is a zombie waiting for its parent to reap it".into(),
+                });
+            }
+            Some(st.exit_status)
+        } else {
+            None
+        };
+        let tracees = match zombie {
+            Some(_) => Vec::new(),
+            None => freeze(pid)?,
+        };
+        out.push(Frozen {
+            pid,
+            ppid: st.ppid,
+            pgid: st.pgid,
+            sid: st.sid,
+            tracees,
+            zombie,
+        });
+        if zombie.is_none() {
+            queue.extend(procinfo::children(pid)?);
+        }
+    }
+    Ok(out)
+}
+
+/// End every live process of a checkpointed tree.
+pub fn kill_tree(tree: Vec<Frozen>) {
+    for f in tree {
+        if f.zombie.is_none() {
+            kill(f.pid, f.tracees);
+        }
+    }
+}

@@ -33,6 +33,8 @@ pub struct DumpOptions {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct DumpStats {
     pub pid: i32,
+    /// Live processes of the tree.
+    pub processes: usize,
     pub threads: usize,
     pub vmas: usize,
     pub page_bytes: u64,
@@ -97,29 +99,46 @@ fn dump_into<W: Write>(
 ) -> Result<DumpStats> {
     let t0 = Instant::now();
     freeze::check_access(pid)?;
-    let mut tracees = freeze::freeze(pid)?;
+    let mut tree = freeze::freeze_tree(pid)?;
     let frozen_at = Instant::now();
     let mut stats = DumpStats {
         pid,
-        threads: tracees.len(),
+        processes: tree.iter().filter(|f| f.zombie.is_none()).count(),
+        threads: tree.iter().map(|f| f.tracees.len()).sum(),
         ..Default::default()
     };
     let written = (|| -> Result<Ending> {
-        let mut proc = collect(pid, &mut tracees, opts, pipeline)?;
-        proc.vmas = procinfo::vmas(pid)?;
-        proc.files = procinfo::file_ids(pid, &proc.exe, &proc.vmas);
-        let runs = pages::plan(pid, &mut proc.vmas)?;
-        let total: u64 = runs.iter().map(|r| r.1 as u64).sum();
-        stats.vmas = proc.vmas.len();
+        let mut procs = Vec::new();
+        let mut runs = Vec::new();
+        for f in tree.iter_mut().filter(|f| f.zombie.is_none()) {
+            let mut proc = collect(f.pid, &mut f.tracees, opts, pipeline)?;
+            proc.vmas = procinfo::vmas(f.pid)?;
+            proc.files = procinfo::file_ids(f.pid, &proc.exe, &proc.vmas);
+            runs.push(pages::plan(f.pid, &mut proc.vmas)?);
+            procs.push(proc);
+        }
+        let total: u64 = runs.iter().flatten().map(|r| r.1 as u64).sum();
+        stats.vmas = procs.iter().map(|p| p.vmas.len()).sum();
         stats.page_bytes = total;
-        let hdr = build_header(&proc, pipeline);
+        let hdr = build_header(&tree, &procs, pipeline);
         let mut w = ImageWriter::new(out).map_err(|e| Error::io("image", e))?;
         w.write_header(&hdr).map_err(|e| Error::io("image", e))?;
-        w.write_process(&proc).map_err(|e| Error::io("image", e))?;
+        for proc in &procs {
+            w.write_process(proc).map_err(|e| Error::io("image", e))?;
+        }
         progress(0, total);
-        pages::copy_pages(pid, &runs, &mut w, opts.workers.max(1), file, &mut |d| {
-            progress(d, total)
-        })?;
+        let mut base = 0;
+        for (proc, runs) in procs.iter().zip(&runs) {
+            pages::copy_pages(
+                proc.pid,
+                runs,
+                &mut w,
+                opts.workers.max(1),
+                file,
+                &mut |d| progress(base + d, total),
+            )?;
+            base += runs.iter().map(|r| r.1 as u64).sum::<u64>();
+        }
         stats.image_bytes = w.position();
         let out = w.finish().map_err(|e| Error::io("image", e))?;
         commit(out)
@@ -127,7 +146,7 @@ fn dump_into<W: Write>(
     let ending = match written {
         Ok(e) => e,
         Err(e) => {
-            drop(tracees); // resumes every thread as it was
+            drop(tree); // resumes every thread of every process as it was
             return Err(e);
         }
     };
@@ -137,18 +156,20 @@ fn dump_into<W: Write>(
         Ending::Kill => false,
     };
     if stats.resumed {
-        for t in tracees {
-            t.release()?;
+        for f in tree {
+            for t in f.tracees {
+                t.release()?;
+            }
         }
     } else {
-        freeze::kill(pid, tracees);
+        freeze::kill_tree(tree);
     }
     stats.frozen = frozen_at.elapsed();
     stats.total = t0.elapsed();
     Ok(stats)
 }
 
-fn build_header(proc: &ProcessImage, pipeline: &Pipeline) -> Header {
+fn build_header(tree: &[freeze::Frozen], procs: &[ProcessImage], pipeline: &Pipeline) -> Header {
     let mut h = header::host_header();
     h.plugins = pipeline
         .iter()
@@ -157,11 +178,22 @@ fn build_header(proc: &ProcessImage, pipeline: &Pipeline) -> Header {
             version: p.version(),
         })
         .collect();
-    h.tree = vec![TreeNode {
-        pid: proc.pid,
-        ppid: proc.ppid,
-        threads: proc.threads.iter().map(|t| t.tid).collect(),
-    }];
+    h.tree = tree
+        .iter()
+        .map(|f| TreeNode {
+            pid: f.pid,
+            ppid: f.ppid,
+            threads: procs
+                .iter()
+                .find(|p| p.pid == f.pid)
+                .map(|p| p.threads.iter().map(|t| t.tid).collect())
+                .unwrap_or_default(),
+            pgid: f.pgid,
+            sid: f.sid,
+            zombie: f.zombie.is_some(),
+            exit_status: f.zombie.unwrap_or(0),
+        })
+        .collect();
     h
 }
 
@@ -229,6 +261,14 @@ fn collect_with_scratch(
     };
     proc.mm.brk = remote.syscall_ok(0, libc::SYS_brk, &[0], "brk")? as u64;
     proc.creds = procinfo::creds(pid)?;
+    remote.syscall_ok(
+        0,
+        libc::SYS_prctl,
+        &[libc::PR_GET_PDEATHSIG as u64, remote.scratch],
+        "prctl(PR_GET_PDEATHSIG)",
+    )?;
+    proc.pdeathsig =
+        i32::from_le_bytes(remote.read(remote.scratch, 4)?.try_into().expect("4 bytes"));
     proc.creds.dumpable = remote.syscall_ok(
         0,
         libc::SYS_prctl,

@@ -32,6 +32,10 @@ fn sample_header() -> Header {
             pid: 7,
             ppid: 1,
             threads: vec![7, 8],
+            pgid: 7,
+            sid: 1,
+            zombie: false,
+            exit_status: 0,
         }],
     }
 }

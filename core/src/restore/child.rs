@@ -1,35 +1,13 @@
-//! The restore child: forked by the restorer, it sets up what normal code can set up
-//! (plugins' in-child steps: cwd, umask, descriptors; then name, personality, rlimits),
-//! then stops itself under ptrace for the restorer to replace its memory and threads.
-//!
-//! It runs in a fork of a single-threaded restorer, so allocation is safe; it must not
-//! use glibc's cached thread id (`raise`), only raw `getpid`/`kill`.
+//! A restore child's own setup: what normal code can set up (plugins' in-child steps:
+//! cwd, umask, descriptors; then name, personality, rlimits) before the restorer
+//! replaces its memory and threads. `tree.rs` forks the children and calls it.
 
 use crate::error::{Error, Result};
 use crate::model::ProcessImage;
 use crate::plugin::Pipeline;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::{getpid, Pid};
-use spirit_kmod::{exit_now, get_rlimit, set_personality, set_rlimit, SharedPage};
+use spirit_kmod::{get_rlimit, set_personality, set_rlimit};
 
-pub(crate) fn run(proc: &ProcessImage, pipeline: &Pipeline, report: &SharedPage) -> ! {
-    if let Err(e) = setup(proc, pipeline) {
-        report.put(e.exit_code(), &e.to_string());
-        exit_now(e.exit_code());
-    }
-    if let Err(e) = nix::sys::ptrace::traceme() {
-        report.put(
-            1,
-            &format!("PTRACE_TRACEME failed in the restore child: {e}"),
-        );
-        exit_now(1);
-    }
-    let _ = kill(Pid::from_raw(getpid().as_raw()), Signal::SIGSTOP);
-    // Only reached if the restorer let us go without rebuilding us.
-    exit_now(1)
-}
-
-fn setup(proc: &ProcessImage, pipeline: &Pipeline) -> Result<()> {
+pub(crate) fn setup(proc: &ProcessImage, pipeline: &Pipeline) -> Result<()> {
     let _ =
         nix::sys::prctl::set_name(&std::ffi::CString::new(proc.comm.clone()).unwrap_or_default());
     set_personality(proc.personality)?;

@@ -86,16 +86,8 @@ fn put_path(pid: i32, area: &Area, path: &str) -> Result<u64> {
     Ok(area.scratch())
 }
 
-/// Steps 3–8: from the forked restorer's layout to the image's, pages included. Reads
-/// the rest of the image (page frames and the trailer) from `rd`.
-pub(crate) fn rebuild<R: Read>(
-    main: &mut Tracee,
-    proc: &ProcessImage,
-    rd: &mut ImageReader<R>,
-    mut pending: Option<Frame>,
-    buf: &mut Vec<u8>,
-    workers: usize,
-) -> Result<Area> {
+/// Steps 3–7: from the forked restorer's layout to the image's mappings, empty.
+pub(crate) fn prepare(main: &mut Tracee, proc: &ProcessImage) -> Result<Area> {
     let pid = main.tid();
     let gadget0 = find_syscall_gadget(pid)?;
     let child_vmas = procinfo::vmas(pid)?;
@@ -151,26 +143,42 @@ pub(crate) fn rebuild<R: Read>(
     for v in proc.vmas.iter().filter(|v| !v.kind.is_special()) {
         map_vma(main, &area, v)?;
     }
-    // 8. Pages, then final protections.
-    let mut writer = PageWriter::new(pid, &proc.vmas, workers);
-    let mut first = pending.take().map(|f| (f, std::mem::take(buf)));
+    Ok(area)
+}
+
+/// Step 8: the pages of every process of the image, read to the trailer from `rd` and
+/// written into their processes (`targets`: image pid, live pid, memory layout).
+pub(crate) fn write_pages<R: Read>(
+    rd: &mut ImageReader<R>,
+    pending: Option<(Frame, Vec<u8>)>,
+    targets: &[(i32, i32, &[Vma])],
+    workers: usize,
+) -> Result<u64> {
+    let mut writers: Vec<(i32, PageWriter)> = targets
+        .iter()
+        .map(|&(orig, live, vmas)| (orig, PageWriter::new(live, vmas, workers)))
+        .collect();
+    let mut first = pending;
     loop {
         let (frame, b) = match first.take() {
             Some(x) => x,
             None => {
-                let mut b = writer.spare();
+                let mut b = writers
+                    .iter()
+                    .find_map(|(_, w)| w.spare())
+                    .unwrap_or_default();
                 let f = rd.next_frame(&mut b)?;
                 (f, b)
             }
         };
         match frame {
             Frame::Pages { pid: p, addr, data } => {
-                if p != proc.pid {
+                let Some((_, writer)) = writers.iter_mut().find(|(o, _)| *o == p) else {
                     return Err(corrupt(
                         rd,
                         format!("page block for pid {p}, which is not in the image"),
                     ));
-                }
+                };
                 writer.submit(addr, b, data).map_err(|e| match e {
                     Error::Restore(m) => corrupt(rd, m),
                     other => other,
@@ -182,7 +190,16 @@ pub(crate) fn rebuild<R: Read>(
             }
         }
     }
-    writer.finish()?;
+    let mut bytes = 0;
+    for (_, w) in writers {
+        bytes += w.finish()?;
+    }
+    Ok(bytes)
+}
+
+/// After the pages: final protections, memory advice, then PR_SET_MM_MAP (step 9).
+pub(crate) fn finish(main: &mut Tracee, area: &Area, proc: &ProcessImage) -> Result<()> {
+    let g = area.gadget();
     for v in proc.vmas.iter().filter(|v| !v.kind.is_special()) {
         if map_prot(v) != u64::from(v.prot) {
             main.syscall_ok(
@@ -205,8 +222,7 @@ pub(crate) fn rebuild<R: Read>(
             }
         }
     }
-    set_mm(main, &area, proc)?;
-    Ok(area)
+    set_mm(main, area, proc)
 }
 
 fn corrupt<R: Read>(rd: &ImageReader<R>, what: String) -> Error {

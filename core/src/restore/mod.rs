@@ -10,16 +10,17 @@ mod child;
 mod memory;
 mod pages;
 mod tasks;
+mod tree;
 
 use crate::error::{Error, Result};
 use crate::header::{check_cpu, host_cpu};
 use crate::image::{Frame, ImageReader};
-use crate::model::{FileId, Header, ProcessImage, VmaKind};
+use crate::model::{FileId, Header, ProcessImage, TreeNode, VmaKind};
 use crate::plugin::{Pipeline, PrepareCtx, Remote, RestoreCtx};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::waitpid;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use spirit_kmod::{clone3_fork, ForkOutcome, SharedPage, Tracee};
+use spirit_kmod::{SharedBoard, Slot, Tracee};
 use std::io::Read;
 use std::time::{Duration, Instant};
 
@@ -39,14 +40,16 @@ pub struct RestoreOptions {
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Restored {
+    /// The root process of the restored tree (a child of the caller).
     pub pid: i32,
+    pub processes: usize,
     pub threads: usize,
     pub page_bytes: u64,
     pub total: Duration,
 }
 
-/// Restore the image read from `src` (named `path` in messages). On success the process
-/// runs as a child of the caller.
+/// Restore the image read from `src` (named `path` in messages). On success the tree
+/// runs, its root a child of the caller.
 pub fn restore<R: Read>(
     src: R,
     path: &str,
@@ -70,59 +73,232 @@ pub fn restore<R: Read>(
             Frame::Header(_) => unreachable!("the reader refuses a second header"),
         }
     };
-    if procs.len() != 1 {
-        return Err(Error::Restore(format!(
-            "{path} holds {} processes; this spirit restores images of a single process",
-            procs.len()
-        )));
+    let nodes = tree_of(&header, &procs, path)?;
+    for proc in &procs {
+        validate(proc, pipeline, path)?;
+        check_owner(proc)?;
+        prepare(proc, pipeline, opts.allow_changed_files)?;
     }
-    let proc = procs.remove(0);
-    validate(&proc, &header, pipeline, path)?;
-    check_owner(&proc)?;
-    prepare(&proc, pipeline, opts.allow_changed_files)?;
     if !opts.new_pid {
-        wait_for_free_ids(&proc, &mut rd, opts.wait_for_pid)?;
+        wait_for_free_ids(&nodes, &procs, &mut rd, opts.wait_for_pid)?;
     }
-
-    let report = SharedPage::new()?;
-    let set_tid = (!opts.new_pid).then_some(proc.pid);
-    let child = match clone3_fork(set_tid) {
-        Ok(ForkOutcome::Child) => child::run(&proc, pipeline, &report),
-        Ok(ForkOutcome::Parent { child }) => child,
-        Err(e) => return Err(fork_error(e, proc.pid)),
+    let plan = tree::Plan {
+        nodes: &nodes,
+        procs: &procs,
+        keep_pids: !opts.new_pid,
+    };
+    let board = SharedBoard::new(nodes.len())?;
+    // Orphans of a failed build come to us to be reaped, not to a PID 1 that may not reap.
+    let _ = spirit_kmod::set_child_subreaper();
+    let root = tree::spawn(&plan, pipeline, &board)?;
+    let pending = match first_pages {
+        Frame::End(_) => None,
+        f => Some((f, std::mem::take(&mut buf))),
     };
     let built = build(
-        child,
-        &proc,
-        &header,
-        &host,
-        &mut rd,
-        first_pages,
-        &mut buf,
-        opts,
-        pipeline,
-        &report,
+        root, &plan, &header, &host, &mut rd, pending, opts, pipeline, &board,
     );
+    let _ = spirit_kmod::clear_child_subreaper();
     match built {
         Ok(page_bytes) => {
-            for p in pipeline {
-                if let Some(sec) = proc.section(p.name()) {
-                    p.finish(&proc, &sec.data)?;
+            for proc in &procs {
+                for p in pipeline {
+                    if let Some(sec) = proc.section(p.name()) {
+                        p.finish(proc, &sec.data)?;
+                    }
                 }
             }
             Ok(Restored {
-                pid: child,
-                threads: proc.threads.len(),
+                pid: root,
+                processes: procs.len(),
+                threads: procs.iter().map(|p| p.threads.len()).sum(),
                 page_bytes,
                 total: t0.elapsed(),
             })
         }
         Err(e) => {
-            let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
-            let _ = waitpid(Pid::from_raw(child), None);
+            tear_down(root, &plan, &board);
             Err(e)
         }
     }
+}
+
+/// Kill whatever of the tree exists and reap it: a failed restore leaves nothing.
+fn tear_down(root: i32, plan: &tree::Plan<'_>, board: &SharedBoard) {
+    let mut pids = vec![root];
+    for i in 0..plan.nodes.len() {
+        match board.get(i) {
+            Slot::Ready { pid } | Slot::Failed { pid, .. } => pids.push(pid),
+            Slot::Empty => {}
+        }
+    }
+    for &p in &pids {
+        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+    }
+    let _ = waitpid(Pid::from_raw(root), None);
+    // The rest were re-parented to us (subreaper) or to their dying parents.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(2) {
+        match waitpid(
+            Pid::from_raw(-1),
+            Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+        ) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// The tree's nodes, root first, checked against the process records.
+fn tree_of(header: &Header, procs: &[ProcessImage], path: &str) -> Result<Vec<TreeNode>> {
+    let bad = |what: String| Error::Corrupt {
+        path: path.to_string(),
+        offset: 0,
+        what,
+    };
+    let mut nodes = header.tree.clone();
+    if nodes.is_empty() {
+        return Err(bad("the header describes no process".into()));
+    }
+    for n in &nodes {
+        let has = procs.iter().any(|p| p.pid == n.pid);
+        if has == n.zombie {
+            return Err(bad(format!("process {} and its record disagree", n.pid)));
+        }
+    }
+    for p in procs {
+        if !nodes.iter().any(|n| n.pid == p.pid) {
+            return Err(bad(format!("process record {} is not in the tree", p.pid)));
+        }
+    }
+    let root = nodes[0].pid;
+    for n in nodes.iter().skip(1) {
+        if n.pid == root || !nodes.iter().any(|m| m.pid == n.ppid) {
+            return Err(bad(format!("process {} has no parent in the tree", n.pid)));
+        }
+    }
+    if nodes[0].zombie {
+        return Err(bad("the root is a zombie".into()));
+    }
+    // Older writers left pgid/sid out of the tree: take them from the records.
+    for n in nodes.iter_mut() {
+        if let Some(p) = procs.iter().find(|p| p.pid == n.pid) {
+            if n.pgid == 0 && n.sid == 0 {
+                (n.pgid, n.sid) = (p.pgid, p.sid);
+            }
+        }
+    }
+    Ok(nodes)
+}
+
+/// Wait until every process of the tree reports its in-child setup done.
+fn wait_ready(root: i32, plan: &tree::Plan<'_>, board: &SharedBoard) -> Result<Vec<i32>> {
+    let t0 = Instant::now();
+    loop {
+        let mut live = Vec::new();
+        let mut pending = false;
+        for (i, n) in plan.nodes.iter().enumerate() {
+            if n.zombie {
+                continue;
+            }
+            match board.get(i) {
+                Slot::Ready { pid } => live.push(pid),
+                Slot::Failed { code, msg, .. } => return Err(Error::InChild { code, msg }),
+                Slot::Empty => pending = true,
+            }
+        }
+        if !pending {
+            return Ok(live);
+        }
+        if let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) =
+            waitpid(Pid::from_raw(root), Some(WaitPidFlag::WNOHANG))
+        {
+            return Err(Error::Restore(
+                "the restore child died before it was ready".into(),
+            ));
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            return Err(Error::Restore(
+                "the restore children did not get ready within 60 s".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build<R: Read>(
+    root: i32,
+    plan: &tree::Plan<'_>,
+    header: &Header,
+    host: &crate::model::CpuInfo,
+    rd: &mut ImageReader<R>,
+    pending: Option<(Frame, Vec<u8>)>,
+    opts: &RestoreOptions,
+    pipeline: &Pipeline,
+    board: &SharedBoard,
+) -> Result<u64> {
+    let live = wait_ready(root, plan, board)?;
+    let procs: Vec<&ProcessImage> = plan
+        .nodes
+        .iter()
+        .filter(|n| !n.zombie)
+        .filter_map(|n| plan.proc_of(n.pid))
+        .collect();
+    // Parents first: a seized parent can no longer be surprised by a child's stop.
+    let mut mains = Vec::with_capacity(live.len());
+    for &pid in &live {
+        mains.push(Tracee::seize_restored(pid)?);
+    }
+    let mut areas = Vec::with_capacity(live.len());
+    for (main, proc) in mains.iter_mut().zip(&procs) {
+        areas.push(memory::prepare(main, proc)?);
+    }
+    let targets: Vec<(i32, i32, &[crate::model::Vma])> = procs
+        .iter()
+        .zip(&live)
+        .map(|(p, &pid)| (p.pid, pid, p.vmas.as_slice()))
+        .collect();
+    let page_bytes = memory::write_pages(rd, pending, &targets, opts.workers.max(1))?;
+    let mut ready = Vec::with_capacity(live.len());
+    for ((mut main, proc), area) in mains.into_iter().zip(&procs).zip(areas) {
+        memory::finish(&mut main, &area, proc)?;
+        let pid = main.tid();
+        tasks::refresh_tid_cache(pid, &proc.threads[0], pid)?;
+        let mut threads = tasks::create_threads(main, &area, proc, plan.keep_pids)?;
+        tasks::thread_state(&mut threads, &area, proc)?;
+        tasks::credentials(&mut threads, &area, proc)?;
+        threads[0].syscall_ok(
+            area.gadget(),
+            libc::SYS_prctl,
+            &[libc::PR_SET_PDEATHSIG as u64, proc.pdeathsig as u64],
+            "prctl(PR_SET_PDEATHSIG)",
+        )?;
+        let mut final_sigmask = vec![0u64; threads.len()];
+        for p in pipeline {
+            if let Some(sec) = proc.section(p.name()) {
+                let mut ctx = RestoreCtx {
+                    remote: Remote {
+                        pid,
+                        threads: &mut threads,
+                        gadget: area.gadget(),
+                        scratch: area.scratch(),
+                        scratch_len: area.scratch_len(),
+                    },
+                    process: proc,
+                    final_sigmask: &mut final_sigmask,
+                };
+                p.restore_remote(&mut ctx, &sec.data)?;
+            }
+        }
+        ready.push((threads, area, *proc, final_sigmask));
+    }
+    // Leaves first, the root last.
+    while let Some((threads, area, proc, final_sigmask)) = ready.pop() {
+        tasks::release(threads, &area, proc, &header.cpu, host, &final_sigmask)?;
+    }
+    Ok(page_bytes)
 }
 
 /// Only root may restore another user's process (the restore would otherwise hand the
@@ -138,19 +314,22 @@ fn check_owner(proc: &ProcessImage) -> Result<()> {
     Ok(())
 }
 
-fn id_taken(proc: &ProcessImage) -> Option<i32> {
-    proc.threads
+fn id_taken(nodes: &[TreeNode], procs: &[ProcessImage]) -> Option<i32> {
+    let zombies = nodes.iter().filter(|n| n.zombie).map(|n| n.pid);
+    procs
         .iter()
-        .map(|t| t.tid)
+        .flat_map(|p| p.threads.iter().map(|t| t.tid))
+        .chain(zombies)
         .find(|tid| std::path::Path::new(&format!("/proc/{tid}")).exists())
 }
 
 fn wait_for_free_ids<R: Read>(
-    proc: &ProcessImage,
+    nodes: &[TreeNode],
+    procs: &[ProcessImage],
     rd: &mut ImageReader<R>,
     wait: Option<Duration>,
 ) -> Result<()> {
-    let Some(mut taken) = id_taken(proc) else {
+    let Some(mut taken) = id_taken(nodes, procs) else {
         return Ok(());
     };
     let Some(wait) = wait else {
@@ -160,7 +339,7 @@ fn wait_for_free_ids<R: Read>(
     let t0 = Instant::now();
     while t0.elapsed() < wait {
         std::thread::sleep(Duration::from_millis(10));
-        match id_taken(proc) {
+        match id_taken(nodes, procs) {
             None => return Ok(()),
             Some(t) => taken = t,
         }
@@ -168,69 +347,8 @@ fn wait_for_free_ids<R: Read>(
     Err(Error::PidInUse { pid: taken })
 }
 
-fn fork_error(e: spirit_kmod::Error, pid: i32) -> Error {
-    match e.errno() {
-        Some(nix::errno::Errno::EEXIST) => Error::PidInUse { pid },
-        Some(nix::errno::Errno::EPERM) => Error::RestoreNotPermitted {
-            reason: format!("keeping the original pid {pid} needs root (CAP_CHECKPOINT_RESTORE); pass --new-pid"),
-        },
-        _ => e.into(),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn build<R: Read>(
-    child: i32,
-    proc: &ProcessImage,
-    header: &Header,
-    host: &crate::model::CpuInfo,
-    rd: &mut ImageReader<R>,
-    first_pages: Frame,
-    buf: &mut Vec<u8>,
-    opts: &RestoreOptions,
-    pipeline: &Pipeline,
-    report: &SharedPage,
-) -> Result<u64> {
-    let mut main = match Tracee::adopt_stopped_child(child) {
-        Ok(t) => t,
-        Err(e) => {
-            return Err(match report.get() {
-                Some((code, msg)) => Error::InChild { code, msg },
-                None => e.into(),
-            })
-        }
-    };
-    let pending = (!matches!(first_pages, Frame::End(_))).then_some(first_pages);
-    let pages_before = rd.position();
-    let area = memory::rebuild(&mut main, proc, rd, pending, buf, opts.workers.max(1))?;
-    let page_bytes = rd.position() - pages_before;
-    tasks::refresh_tid_cache(child, &proc.threads[0], child)?;
-    let mut threads = tasks::create_threads(main, &area, proc, !opts.new_pid)?;
-    tasks::thread_state(&mut threads, &area, proc)?;
-    tasks::credentials(&mut threads, &area, proc)?;
-    let mut final_sigmask = vec![0u64; threads.len()];
-    for p in pipeline {
-        if let Some(sec) = proc.section(p.name()) {
-            let mut ctx = RestoreCtx {
-                remote: Remote {
-                    pid: child,
-                    threads: &mut threads,
-                    gadget: area.gadget(),
-                    scratch: area.scratch(),
-                    scratch_len: area.scratch_len(),
-                },
-                process: proc,
-                final_sigmask: &mut final_sigmask,
-            };
-            p.restore_remote(&mut ctx, &sec.data)?;
-        }
-    }
-    tasks::release(threads, &area, proc, &header.cpu, host, &final_sigmask)?;
-    Ok(page_bytes)
-}
-
 /// Structural checks of a decoded process before anything is built from it.
-fn validate(p: &ProcessImage, header: &Header, pipeline: &Pipeline, path: &str) -> Result<()> {
+fn validate(p: &ProcessImage, pipeline: &Pipeline, path: &str) -> Result<()> {
     let bad = |what: String| Error::Corrupt {
         path: path.to_string(),
         offset: 0,
@@ -270,7 +388,6 @@ fn validate(p: &ProcessImage, header: &Header, pipeline: &Pipeline, path: &str) 
             )));
         }
     }
-    let _ = header;
     Ok(())
 }
 

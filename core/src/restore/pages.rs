@@ -69,8 +69,8 @@ impl PageWriter {
     }
 
     /// A buffer to read the next frame into (recycled when one is free).
-    pub fn spare(&self) -> Vec<u8> {
-        self.free.try_recv().unwrap_or_default()
+    pub fn spare(&self) -> Option<Vec<u8>> {
+        self.free.try_recv().ok()
     }
 
     /// Queue `buf[range]` for writing at `addr`. Blocks outside the image's memory are

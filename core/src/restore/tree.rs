@@ -1,0 +1,158 @@
+//! Forking the process tree of an image, each process by its original parent.
+//!
+//! The restorer forks the root; every restore child then (1) takes its session and
+//! process group (`setsid`, `setpgid`, group leaders forked before their members),
+//! (2) forks its own children — zombies exit at once with their recorded status and
+//! stay unreaped for their restored parent — (3) runs its own in-child setup, and (4)
+//! reports on a shared board that it is ready, then waits in `pause()` for the restorer
+//! to seize it. Children are forked before the parent's setup, so rlimits or descriptor
+//! changes of the parent cannot get in their way. Each child asks to be killed when its
+//! parent dies (PR_SET_PDEATHSIG; the real value is put back at the end), so a restorer
+//! that dies leaves nothing behind.
+//!
+//! A restore child is a fork of a single-threaded restorer, so allocation is safe; it
+//! must not use glibc's cached thread id (`raise`), only raw `getpid`/`kill`.
+
+use super::child;
+use crate::error::{Error, Result};
+use crate::model::{ProcessImage, TreeNode};
+use crate::plugin::Pipeline;
+use nix::unistd::{getpid, getppid, Pid};
+use spirit_kmod::{clone3_fork, die_with_status, exit_now, ForkOutcome, SharedBoard};
+use std::collections::HashMap;
+
+/// What to build: the tree's nodes (root first) and the live processes' records.
+pub(crate) struct Plan<'a> {
+    pub nodes: &'a [TreeNode],
+    pub procs: &'a [ProcessImage],
+    pub keep_pids: bool,
+}
+
+impl Plan<'_> {
+    pub fn slot_of(&self, pid: i32) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.pid == pid)
+            .unwrap_or(usize::MAX)
+    }
+
+    pub fn proc_of(&self, pid: i32) -> Option<&ProcessImage> {
+        self.procs.iter().find(|p| p.pid == pid)
+    }
+
+    /// Children of `pid`, group and session leaders first (members join them).
+    fn children(&self, pid: i32) -> Vec<&TreeNode> {
+        let mut c: Vec<&TreeNode> = self
+            .nodes
+            .iter()
+            .filter(|n| n.ppid == pid && n.pid != pid)
+            .collect();
+        c.sort_by_key(|n| (n.pgid != n.pid, n.sid != n.pid));
+        c
+    }
+}
+
+pub(crate) fn fork_error(e: spirit_kmod::Error, pid: i32) -> Error {
+    match e.errno() {
+        Some(nix::errno::Errno::EEXIST) => Error::PidInUse { pid },
+        Some(nix::errno::Errno::EPERM) => Error::RestoreNotPermitted {
+            reason: format!("keeping the original pid {pid} needs root (CAP_CHECKPOINT_RESTORE); pass --new-pid"),
+        },
+        _ => e.into(),
+    }
+}
+
+/// Fork the root (from the restorer). Returns its pid; the rest of the tree follows
+/// inside it and reports on `board`.
+pub(crate) fn spawn(plan: &Plan<'_>, pipeline: &Pipeline, board: &SharedBoard) -> Result<i32> {
+    let mut known = HashMap::new();
+    fork_node(plan, &plan.nodes[0], pipeline, board, &mut known)
+}
+
+fn fork_node(
+    plan: &Plan<'_>,
+    node: &TreeNode,
+    pipeline: &Pipeline,
+    board: &SharedBoard,
+    known: &mut HashMap<i32, i32>,
+) -> Result<i32> {
+    let parent = getpid();
+    match clone3_fork(plan.keep_pids.then_some(node.pid)) {
+        Ok(ForkOutcome::Child) => in_child(plan, node, pipeline, board, known.clone(), parent),
+        Ok(ForkOutcome::Parent { child }) => {
+            known.insert(node.pid, child);
+            Ok(child)
+        }
+        Err(e) => Err(fork_error(e, node.pid)),
+    }
+}
+
+fn in_child(
+    plan: &Plan<'_>,
+    node: &TreeNode,
+    pipeline: &Pipeline,
+    board: &SharedBoard,
+    mut known: HashMap<i32, i32>,
+    parent: Pid,
+) -> ! {
+    let me = getpid().as_raw();
+    known.insert(node.pid, me);
+    let slot = plan.slot_of(node.pid);
+    let built = (|| -> Result<()> {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .map_err(|e| Error::Restore(format!("PR_SET_PDEATHSIG: {e}")))?;
+        if getppid() != parent {
+            return Err(Error::Restore("the restorer went away".into()));
+        }
+        identity(node, &known, me)?;
+        if node.zombie {
+            die_with_status(node.exit_status);
+        }
+        for c in plan.children(node.pid) {
+            fork_node(plan, c, pipeline, board, &mut known)?;
+        }
+        let proc = plan
+            .proc_of(node.pid)
+            .ok_or_else(|| Error::Restore(format!("no record for process {}", node.pid)))?;
+        child::setup(proc, pipeline)
+    })();
+    match built {
+        Ok(()) => {
+            board.ready(slot, me);
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        Err(e) => {
+            board.failed(slot, me, e.exit_code(), &e.to_string());
+            exit_now(e.exit_code())
+        }
+    }
+}
+
+/// Session and process group, as far as the tree itself can give them: a session or
+/// group leader leads again; a member joins a group whose leader was restored before it.
+/// A group whose leader is not in the tree keeps the parent's group.
+fn identity(node: &TreeNode, known: &HashMap<i32, i32>, me: i32) -> Result<()> {
+    if node.sid == node.pid {
+        nix::unistd::setsid()
+            .map_err(|e| Error::Restore(format!("setsid for {}: {e}", node.pid)))?;
+        return Ok(());
+    }
+    let want = if node.pgid == node.pid {
+        Some(me)
+    } else {
+        known.get(&node.pgid).copied()
+    };
+    if let Some(want) = want {
+        if nix::unistd::getpgrp().as_raw() != want {
+            nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(want)).map_err(|e| {
+                Error::Restore(format!(
+                    "joining process group {} for {}: {e}",
+                    node.pgid, node.pid
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
