@@ -73,6 +73,13 @@ struct ProgressOut(Option<File>);
 impl ProgressOut {
     fn new(fd: Option<i32>) -> ProgressOut {
         // SAFETY-free: from_raw_fd is unsafe; take the fd through a /proc path instead.
+        // Standard error is duplicated directly: reopening a pipe through /proc fails
+        // for a worker that spiritd started under the caller's uid (the pipe is root's).
+        if fd == Some(2) {
+            use std::os::fd::AsFd;
+            let dup = std::io::stderr().as_fd().try_clone_to_owned();
+            return ProgressOut(dup.ok().map(File::from));
+        }
         ProgressOut(fd.and_then(|fd| {
             std::fs::OpenOptions::new()
                 .write(true)
