@@ -113,6 +113,7 @@ struct Thread {
   robustHead @6 :UInt64;
   robustLen @7 :UInt64;
   tidAddress @8 :UInt64;
+  tidCacheAddr @9 :UInt64;   # where glibc caches this thread's tid (0: not found)
 }
 
 struct Section {

@@ -223,6 +223,7 @@ pub fn encode_process(p: &ProcessImage) -> Vec<u8> {
         e.set_robust_head(t.robust_head);
         e.set_robust_len(t.robust_len);
         e.set_tid_address(t.tid_address);
+        e.set_tid_cache_addr(t.tid_cache_addr);
     }
     let mut secs = b.init_sections(p.sections.len() as u32);
     for (i, sec) in p.sections.iter().enumerate() {
@@ -265,6 +266,7 @@ pub fn decode_process(bytes: &[u8]) -> DecodeResult<ProcessImage> {
             robust_head: t.get_robust_head(),
             robust_len: t.get_robust_len(),
             tid_address: t.get_tid_address(),
+            tid_cache_addr: t.get_tid_cache_addr(),
         });
     }
     let mut vmas = Vec::new();

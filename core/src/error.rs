@@ -11,6 +11,9 @@ pub enum Error {
     #[error("not permitted to checkpoint pid {pid}: {reason}")]
     PermissionDenied { pid: i32, reason: String },
 
+    #[error("not permitted to restore: {reason}")]
+    RestoreNotPermitted { reason: String },
+
     #[error("pid {pid}: fd {fd} is {kind} ({target}), which spirit cannot checkpoint yet; close it in the program or leave it out with --skip-fd {fd}")]
     UnsupportedFd {
         pid: i32,
@@ -78,7 +81,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::NoSuchProcess { .. } => 3,
-            Error::PermissionDenied { .. } => 4,
+            Error::PermissionDenied { .. } | Error::RestoreNotPermitted { .. } => 4,
             Error::UnsupportedFd { .. } => 5,
             Error::NotAnImage { .. } | Error::Corrupt { .. } => 6,
             Error::Truncated { .. } => 7,

@@ -243,3 +243,56 @@ pub fn adapt_xstate(xstate: &[u8], image: &CpuInfo, host: &CpuInfo) -> Result<Ve
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu(xfeatures: u64, flags: &[&str], comps: &[(u8, u32, u32)]) -> CpuInfo {
+        CpuInfo {
+            vendor: "v".into(),
+            model_name: "m".into(),
+            xfeatures,
+            xsave_size: comps.iter().map(|c| c.1 + c.2).max().unwrap_or(576),
+            components: comps
+                .iter()
+                .map(|&(index, offset, size)| XComponent {
+                    index,
+                    offset,
+                    size,
+                })
+                .collect(),
+            flags: flags.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn cpu_check_names_what_is_missing() {
+        let host = cpu(0x207, &["sse2", "avx2"], &[]);
+        assert!(check_cpu(&cpu(0x207, &["avx2"], &[]), &host).is_ok());
+        let e = check_cpu(&cpu(0x2e7, &["avx2", "avx512f"], &[]), &host).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("avx512-opmask") && msg.contains("avx512f"),
+            "{msg}"
+        );
+        assert_eq!(e.exit_code(), 9);
+    }
+
+    #[test]
+    fn xstate_components_move_to_this_cpus_offsets() {
+        // AVX at 576 on both; PKRU at 2432 (AMD-like) vs 2688 (Intel-like).
+        let image = cpu(0x207, &[], &[(2, 576, 256), (9, 2432, 8)]);
+        let host = cpu(0x207, &[], &[(2, 576, 256), (9, 2688, 8)]);
+        let mut xs = vec![0u8; 2440];
+        xs[512..520].copy_from_slice(&0x204u64.to_le_bytes());
+        xs[576] = 0x11;
+        xs[2432..2440].copy_from_slice(&[0x55; 8]);
+        let out = adapt_xstate(&xs, &image, &host).unwrap();
+        assert_eq!(out.len(), 2696);
+        assert_eq!(out[576], 0x11);
+        assert_eq!(&out[2688..2696], &[0x55; 8]);
+        assert_eq!(adapt_xstate(&xs, &image, &image).unwrap(), xs);
+        assert!(adapt_xstate(&xs[..100], &image, &host).is_err());
+    }
+}

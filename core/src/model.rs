@@ -157,6 +157,10 @@ pub struct ThreadState {
     pub robust_head: u64,
     pub robust_len: u64,
     pub tid_address: u64,
+    /// Address of the C library's cached copy of the tid (glibc: `struct pthread.tid`,
+    /// 16 bytes before the robust list head), verified at checkpoint; 0 if not found.
+    /// A restore with new tids rewrites it (KERNEL-NOTES P11).
+    pub tid_cache_addr: u64,
 }
 
 /// A plugin's contribution to one process, in the plugin's own schema.

@@ -206,3 +206,35 @@ pub(crate) fn parse_smaps(text: &str) -> Option<Vec<Vma>> {
     }
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smaps_kinds_paths_and_flags() {
+        let text = "\
+55d0c0a00000-55d0c0a01000 r--p 00000000 fe:00 123   /usr/bin/my prog
+Size:                  4 kB
+VmFlags: rd mr mw me sd
+7f0000000000-7f0000021000 rw-p 00000000 00:00 0 
+VmFlags: rd wr mr mw me ac sd
+7f0000100000-7f0000200000 rw-s 00000000 00:01 77   /dev/zero (deleted)
+VmFlags: rd wr sh mr mw me ms sd
+7ffc00000000-7ffc00021000 rw-p 00000000 00:00 0                          [stack]
+VmFlags: rd wr mr mw me gd ac
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]
+VmFlags: ex
+";
+        let v = parse_smaps(text).unwrap();
+        assert_eq!(v.len(), 5);
+        assert_eq!(
+            (v[0].kind, v[0].path.as_str(), v[0].prot, v[0].inode),
+            (VmaKind::File, "/usr/bin/my prog", 1, 123)
+        );
+        assert_eq!((v[1].kind, v[1].prot), (VmaKind::Anon, 3));
+        assert_eq!((v[2].kind, v[2].shared), (VmaKind::SharedAnon, true));
+        assert!(v[3].has_flag("gd") && v[3].kind == VmaKind::Stack);
+        assert_eq!((v[4].kind, v[4].prot), (VmaKind::Vsyscall, 4));
+    }
+}

@@ -30,6 +30,7 @@ fn thread_json(t: &ThreadState) -> Value {
         "rseq": t.rseq.map(|r| json!({"ptr": hex(r.ptr), "len": r.len, "sig": hex(u64::from(r.sig))})),
         "robust_list": { "head": hex(t.robust_head), "len": t.robust_len },
         "tid_address": hex(t.tid_address),
+        "tid_cache": hex(t.tid_cache_addr),
     })
 }
 

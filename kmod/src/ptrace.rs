@@ -508,3 +508,45 @@ pub fn regs_from_array(a: &[u64; 27]) -> Regs {
     reg_fields!(fill);
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_syscall(nr: u64, ret: i64) -> Regs {
+        let mut r = zero_regs();
+        r.orig_rax = nr;
+        r.rax = ret as u64;
+        r.rip = 0x1002;
+        r
+    }
+
+    #[test]
+    fn restart_fixup_follows_the_kernel_table() {
+        for code in [-512, -513, -514] {
+            let mut r = in_syscall(0, code);
+            fixup_restart(&mut r, RestartPolicy::Fresh);
+            assert_eq!((r.rax, r.rip, r.orig_rax), (0, 0x1000, u64::MAX));
+        }
+        let mut r = in_syscall(230, -516);
+        fixup_restart(&mut r, RestartPolicy::Original);
+        assert_eq!((r.rax, r.rip), (libc::SYS_restart_syscall as u64, 0x1000));
+        let mut r = in_syscall(230, -516);
+        fixup_restart(&mut r, RestartPolicy::Fresh);
+        assert_eq!((r.rax, r.rip), (230, 0x1000));
+        // Not in a syscall, or a syscall that already returned: untouched but orig_rax.
+        let mut r = in_syscall(u64::MAX, -512);
+        fixup_restart(&mut r, RestartPolicy::Fresh);
+        assert_eq!((r.rax as i64, r.rip), (-512, 0x1002));
+        let mut r = in_syscall(232, -4);
+        fixup_restart(&mut r, RestartPolicy::Fresh);
+        assert_eq!((r.rax as i64, r.rip, r.orig_rax), (-4, 0x1002, u64::MAX));
+    }
+
+    #[test]
+    fn registers_round_trip_through_the_array_form() {
+        let a: [u64; 27] = std::array::from_fn(|i| i as u64 * 3 + 1);
+        assert_eq!(regs_to_array(&regs_from_array(&a)), a);
+        assert_eq!(regs_from_array(&a).rip, a[16]);
+    }
+}

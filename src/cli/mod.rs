@@ -183,8 +183,10 @@ fn dump_to_file(
         .as_file()
         .try_clone()
         .map_err(|e| Error::io(tmp.path(), e))?;
+    // A second handle on the same open file (shared offset) for parallel page writes.
+    let positional = file.try_clone().map_err(|e| Error::io(tmp.path(), e))?;
     let out = BufWriter::with_capacity(IO_BUF, file);
-    spirit_core::dump::dump(pid, out, opts, pipeline, progress, |w| {
+    spirit_core::dump::dump_to_file(pid, out, &positional, opts, pipeline, progress, |w| {
         let f = w
             .into_inner()
             .map_err(|e| Error::io(output, e.into_error()))?;
@@ -212,7 +214,12 @@ pub fn restore(
             Err(e) => return fail(&Error::io(image, e)),
         }
     };
-    let opts = RestoreOptions { new_pid, workers };
+    let opts = RestoreOptions {
+        new_pid,
+        workers,
+        // From a pipe, the writer may still hold the pid until the image is complete.
+        wait_for_pid: (image == Path::new("-")).then_some(std::time::Duration::from_secs(10)),
+    };
     let pipeline = default_pipeline();
     let restored = match spirit_core::restore::restore(
         BufReader::with_capacity(IO_BUF, src),

@@ -69,6 +69,32 @@ pub fn dump<W: Write>(
     progress: Progress<'_>,
     commit: impl FnOnce(W) -> Result<Ending>,
 ) -> Result<DumpStats> {
+    dump_into(pid, out, None, opts, pipeline, progress, commit)
+}
+
+/// [`dump`] into a regular file that `out` writes to (`file` shares its open file
+/// description, and the file is empty): page blocks are then written in parallel.
+pub fn dump_to_file<W: Write>(
+    pid: i32,
+    out: W,
+    file: &std::fs::File,
+    opts: &DumpOptions,
+    pipeline: &Pipeline,
+    progress: Progress<'_>,
+    commit: impl FnOnce(W) -> Result<Ending>,
+) -> Result<DumpStats> {
+    dump_into(pid, out, Some(file), opts, pipeline, progress, commit)
+}
+
+fn dump_into<W: Write>(
+    pid: i32,
+    out: W,
+    file: Option<&std::fs::File>,
+    opts: &DumpOptions,
+    pipeline: &Pipeline,
+    progress: Progress<'_>,
+    commit: impl FnOnce(W) -> Result<Ending>,
+) -> Result<DumpStats> {
     let t0 = Instant::now();
     freeze::check_access(pid)?;
     let mut tracees = freeze::freeze(pid)?;
@@ -90,7 +116,7 @@ pub fn dump<W: Write>(
         w.write_header(&hdr).map_err(|e| Error::io("image", e))?;
         w.write_process(&proc).map_err(|e| Error::io("image", e))?;
         progress(0, total);
-        pages::copy_pages(pid, &runs, &mut w, opts.workers.max(1), &mut |d| {
+        pages::copy_pages(pid, &runs, &mut w, opts.workers.max(1), file, &mut |d| {
             progress(d, total)
         })?;
         stats.image_bytes = w.position();
@@ -213,7 +239,14 @@ fn collect_with_scratch(
             robust_head,
             robust_len,
             tid_address: 0,
+            tid_cache_addr: 0,
         };
+        if robust_head >= 16 {
+            let cached = remote.read(robust_head - 16, 4).ok();
+            if cached.is_some_and(|b| b == tid.to_le_bytes()) {
+                st.tid_cache_addr = robust_head - 16;
+            }
+        }
         let scratch = remote.scratch;
         remote.syscall_ok(
             i,

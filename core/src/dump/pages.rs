@@ -15,8 +15,8 @@ use crate::image::{encode_page_frame, ImageWriter, PAGE_BLOCK_BYTES};
 use crate::model::{Vma, VmaKind};
 use spirit_kmod::{read_memory, PAGE_SIZE};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::os::unix::fs::FileExt as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 const PM_PRESENT: u64 = 1 << 63;
@@ -78,13 +78,23 @@ struct Filled {
 
 /// Copy `runs` of process `pid` into page frames of `w` with `workers` threads.
 /// `progress(done_bytes)` is called from the writer side.
+///
+/// With `file` (the very file `w` writes to, sharing its file offset, and empty when
+/// the image began) the workers write their frames themselves with `pwrite` at
+/// reserved offsets, in parallel (fresh tmpfs or page-cache pages are allocated by both
+/// cores); `w` only counts them, and the file offset is moved past them at the end.
 pub fn copy_pages<W: Write>(
     pid: i32,
     runs: &[(u64, usize)],
     w: &mut ImageWriter<W>,
     workers: usize,
+    file: Option<&std::fs::File>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<()> {
+    if file.is_some() {
+        w.flush().map_err(|e| Error::io("image", e))?;
+    }
+    let next_offset = AtomicU64::new(w.position());
     // Jobs: consecutive runs totalling at most one block.
     let mut jobs: Vec<std::ops::Range<usize>> = Vec::new();
     let mut start = 0;
@@ -108,7 +118,7 @@ pub fn copy_pages<W: Write>(
     std::thread::scope(|s| -> Result<()> {
         for _ in 0..workers {
             let full_tx = full_tx.clone();
-            let (next, jobs, free_rx) = (&next, &jobs, &free_rx);
+            let (next, jobs, free_rx, next_offset) = (&next, &jobs, &free_rx, &next_offset);
             s.spawn(move || loop {
                 let j = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(j) else { return };
@@ -131,6 +141,10 @@ pub fn copy_pages<W: Write>(
                             })
                             .collect();
                         Filled { buf, frames }
+                    })
+                    .and_then(|filled| match file {
+                        Some(f) => pwrite_frames(f, next_offset, filled),
+                        None => Ok(filled),
                     });
                 let failed = res.is_err();
                 if full_tx.send(res).is_err() || failed {
@@ -143,13 +157,36 @@ pub fn copy_pages<W: Write>(
         for filled in full_rx {
             let filled = filled?;
             for (head, crc, range) in &filled.frames {
-                w.write_page_frame(head, *crc, &filled.buf[range.clone()])
-                    .map_err(|e| Error::io("image", e))?;
+                if file.is_some() {
+                    w.count_page_frame(*crc, head.len() as u64, range.len() as u64);
+                } else {
+                    w.write_page_frame(head, *crc, &filled.buf[range.clone()])
+                        .map_err(|e| Error::io("image", e))?;
+                }
                 done += range.len() as u64;
             }
             progress(done);
             let _ = free_tx.send(filled.buf);
         }
+        if let Some(mut f) = file {
+            use std::io::{Seek, SeekFrom};
+            f.seek(SeekFrom::Start(next_offset.load(Ordering::SeqCst)))
+                .map_err(|e| Error::io("image", e))?;
+        }
         Ok(())
     })
+}
+
+/// Write a worker's frames at offsets reserved in the image file.
+fn pwrite_frames(f: &std::fs::File, next_offset: &AtomicU64, filled: Filled) -> Result<Filled> {
+    use std::os::unix::fs::FileExt as _;
+    for (head, _, range) in &filled.frames {
+        let len = (head.len() + range.len()) as u64;
+        let at = next_offset.fetch_add(len, Ordering::SeqCst);
+        f.write_all_at(head, at)
+            .map_err(|e| Error::io("image", e))?;
+        f.write_all_at(&filled.buf[range.clone()], at + head.len() as u64)
+            .map_err(|e| Error::io("image", e))?;
+    }
+    Ok(filled)
 }

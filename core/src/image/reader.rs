@@ -25,6 +25,8 @@ pub enum Frame {
 /// Reads and verifies an image front to back.
 pub struct ImageReader<R: Read> {
     inp: R,
+    /// Set by [`ImageReader::spool`]: the rest of the stream, saved, read from here on.
+    spooled: Option<std::fs::File>,
     path: String,
     pos: u64,
     seen: TrailerInfo,
@@ -37,6 +39,7 @@ impl<R: Read> ImageReader<R> {
     pub fn new(inp: R, path: &str) -> Result<Self> {
         let mut r = ImageReader {
             inp,
+            spooled: None,
             path: path.to_string(),
             pos: 0,
             seen: TrailerInfo::default(),
@@ -100,7 +103,11 @@ impl<R: Read> ImageReader<R> {
     fn fill(&mut self, buf: &mut [u8]) -> Result<usize> {
         let mut got = 0;
         while got < buf.len() {
-            match self.inp.read(&mut buf[got..]) {
+            let r = match self.spooled.as_mut() {
+                Some(f) => f.read(&mut buf[got..]),
+                None => self.inp.read(&mut buf[got..]),
+            };
+            match r {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -108,6 +115,19 @@ impl<R: Read> ImageReader<R> {
             }
         }
         Ok(got)
+    }
+
+    /// Save the rest of the stream into an unnamed temporary file and read from there on.
+    /// A restore reading from a pipe uses it when it must wait for the writer to finish
+    /// (e.g. `spirit dump P -o - | spirit restore -`: the pid frees only after the dump).
+    pub fn spool(&mut self) -> Result<u64> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = tempfile::tempfile().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        let n = std::io::copy(&mut self.inp, &mut f).map_err(|e| Error::io(&self.path, e))?;
+        f.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.spooled = Some(f);
+        Ok(n)
     }
 
     /// Read and verify the next frame; page bytes go into `buf` (resized, its capacity

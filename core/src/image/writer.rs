@@ -75,6 +75,18 @@ impl<W: Write> ImageWriter<W> {
         Ok(())
     }
 
+    /// Count a page frame that was written into the same file by someone else (parallel
+    /// positional writes, see `dump::pages::copy_pages`).
+    pub fn count_page_frame(&mut self, crc: u32, head_len: u64, data_len: u64) {
+        self.stats.page_bytes += data_len;
+        self.count(crc, head_len + data_len);
+    }
+
+    /// Push buffered bytes to the sink.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     /// Convenience for small writers: build and write one page frame.
     pub fn write_pages(&mut self, pid: i32, addr: u64, data: &[u8]) -> io::Result<()> {
         let (head, crc) = encode_page_frame(pid, addr, data);

@@ -29,6 +29,10 @@ pub struct RestoreOptions {
     pub new_pid: bool,
     /// Page write threads.
     pub workers: usize,
+    /// When the original pid is still taken, save the rest of the image and wait (up to
+    /// this long) for it to be freed: for streams whose writer ends the original only
+    /// once the image is complete (`spirit dump P -o - | spirit restore -`).
+    pub wait_for_pid: Option<Duration>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -74,11 +78,7 @@ pub fn restore<R: Read>(
     validate(&proc, &header, pipeline, path)?;
     prepare(&proc, pipeline)?;
     if !opts.new_pid {
-        for t in &proc.threads {
-            if std::path::Path::new(&format!("/proc/{}", t.tid)).exists() {
-                return Err(Error::PidInUse { pid: t.tid });
-            }
-        }
+        wait_for_free_ids(&proc, &mut rd, opts.wait_for_pid)?;
     }
 
     let report = SharedPage::new()?;
@@ -122,12 +122,41 @@ pub fn restore<R: Read>(
     }
 }
 
+fn id_taken(proc: &ProcessImage) -> Option<i32> {
+    proc.threads
+        .iter()
+        .map(|t| t.tid)
+        .find(|tid| std::path::Path::new(&format!("/proc/{tid}")).exists())
+}
+
+fn wait_for_free_ids<R: Read>(
+    proc: &ProcessImage,
+    rd: &mut ImageReader<R>,
+    wait: Option<Duration>,
+) -> Result<()> {
+    let Some(mut taken) = id_taken(proc) else {
+        return Ok(());
+    };
+    let Some(wait) = wait else {
+        return Err(Error::PidInUse { pid: taken });
+    };
+    rd.spool()?;
+    let t0 = Instant::now();
+    while t0.elapsed() < wait {
+        std::thread::sleep(Duration::from_millis(10));
+        match id_taken(proc) {
+            None => return Ok(()),
+            Some(t) => taken = t,
+        }
+    }
+    Err(Error::PidInUse { pid: taken })
+}
+
 fn fork_error(e: spirit_kmod::Error, pid: i32) -> Error {
     match e.errno() {
         Some(nix::errno::Errno::EEXIST) => Error::PidInUse { pid },
-        Some(nix::errno::Errno::EPERM) => Error::PermissionDenied {
-            pid,
-            reason: "restoring with the original pid needs root (CAP_CHECKPOINT_RESTORE); pass --new-pid".into(),
+        Some(nix::errno::Errno::EPERM) => Error::RestoreNotPermitted {
+            reason: format!("keeping the original pid {pid} needs root (CAP_CHECKPOINT_RESTORE); pass --new-pid"),
         },
         _ => e.into(),
     }
@@ -159,6 +188,7 @@ fn build<R: Read>(
     let pages_before = rd.position();
     let area = memory::rebuild(&mut main, proc, rd, pending, buf, opts.workers.max(1))?;
     let page_bytes = rd.position() - pages_before;
+    tasks::refresh_tid_cache(child, &proc.threads[0], child)?;
     let mut threads = tasks::create_threads(main, &area, proc, !opts.new_pid)?;
     tasks::thread_state(&mut threads, &area, proc)?;
     let mut final_sigmask = vec![0u64; threads.len()];

@@ -60,10 +60,20 @@ pub(crate) fn create_threads(
         };
         main.take_cloned();
         made.push(Tracee::adopt_clone(pid, new_tid)?);
+        refresh_tid_cache(pid, t, new_tid)?;
     }
     out.push(main);
     out.extend(made);
     Ok(out)
+}
+
+/// With new tids, the C library's cached tid must follow (pthread_kill, raise and PI
+/// futexes use it).
+pub(crate) fn refresh_tid_cache(pid: i32, t: &ThreadState, new_tid: i32) -> Result<()> {
+    if t.tid_cache_addr != 0 && new_tid != t.tid {
+        write_memory(pid, &new_tid.to_le_bytes(), &[(t.tid_cache_addr, 4)])?;
+    }
+    Ok(())
 }
 
 /// Robust list, clear-child-tid address and rseq of every thread.

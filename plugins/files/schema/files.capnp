@@ -12,6 +12,7 @@ enum FdKind {
   regular @0;
   charDevice @1;
   directory @2;
+  fifo @3;               # a named pipe reopened by path (data in flight not kept yet)
 }
 
 struct Fd {

@@ -1,8 +1,8 @@
 //! spirit's files plugin: the process's descriptors on the filesystem and its
 //! filesystem state.
 //!
-//! Dump: for each descriptor `core` lists, regular files, directories and character
-//! devices opened by path are claimed and recorded (path, open flags, close-on-exec,
+//! Dump: for each descriptor `core` lists, regular files, directories, FIFOs and
+//! character devices opened by path are claimed and recorded (path, open flags, close-on-exec,
 //! offset, identity); cwd, root and umask too. Prepare: every path must exist, and a
 //! device must still be the same device. In the child: cwd and umask are set and every
 //! descriptor is reopened at a high number, then moved to its own number with `dup3`
@@ -86,6 +86,8 @@ impl Plugin for FilesPlugin {
                 FdKind::Directory
             } else if ft.is_char_device() && !is_terminal(md.rdev()) {
                 FdKind::CharDevice
+            } else if ft.is_fifo() {
+                FdKind::Fifo
             } else {
                 continue;
             };
@@ -130,6 +132,7 @@ impl Plugin for FilesPlugin {
                 FdKind::Regular => md.is_file(),
                 FdKind::Directory => md.is_dir(),
                 FdKind::CharDevice => md.file_type().is_char_device() && md.rdev() == f.rdev,
+                FdKind::Fifo => md.file_type().is_fifo(),
             };
             if !same_kind {
                 return Err(Error::FileMismatch {
@@ -194,14 +197,42 @@ fn is_terminal(rdev: u64) -> bool {
     major == 4 || major == 5 || (136..=143).contains(&major)
 }
 
+/// Open a FIFO without blocking on a missing peer: a nonblocking open, with a
+/// read-write "keeper" held meanwhile so a write-only open finds a reader; then the
+/// original blocking mode is put back.
+fn open_fifo(path: &str, oflags: nix::fcntl::OFlag) -> nix::Result<i32> {
+    use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+    let keeper = open(
+        path,
+        OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let fd = open(
+        path,
+        oflags | OFlag::O_NONBLOCK,
+        nix::sys::stat::Mode::empty(),
+    );
+    let _ = nix::unistd::close(keeper);
+    let fd = fd?;
+    fcntl(
+        fd,
+        FcntlArg::F_SETFL(oflags & OFlag::O_NONBLOCK | oflags & OFlag::O_APPEND),
+    )?;
+    Ok(fd)
+}
+
 /// Open `f` again and park it at a descriptor number ≥ `base`.
 fn reopen(f: &FdRecord, base: i32) -> Result<i32> {
     use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
     let strip = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_TRUNC | OFlag::O_CLOEXEC;
     let oflags = (OFlag::from_bits_truncate(f.flags as i32) - strip) | OFlag::O_NOCTTY;
-    let fd = open(f.path.as_str(), oflags, nix::sys::stat::Mode::empty())
-        .map_err(|e| Error::Restore(format!("reopening {} as fd {}: {e}", f.path, f.fd)))?;
-    if f.kind != FdKind::CharDevice && f.pos > 0 {
+    let fd = if f.kind == FdKind::Fifo {
+        open_fifo(&f.path, oflags)
+    } else {
+        open(f.path.as_str(), oflags, nix::sys::stat::Mode::empty())
+    }
+    .map_err(|e| Error::Restore(format!("reopening {} as fd {}: {e}", f.path, f.fd)))?;
+    if matches!(f.kind, FdKind::Regular | FdKind::Directory) && f.pos > 0 {
         nix::unistd::lseek(fd, f.pos as i64, nix::unistd::Whence::SeekSet)
             .map_err(|e| Error::Restore(format!("seeking {} to {}: {e}", f.path, f.pos)))?;
     }

@@ -11,6 +11,7 @@ pub enum FdKind {
     Regular,
     CharDevice,
     Directory,
+    Fifo,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -56,6 +57,7 @@ impl FilesSection {
                 FdKind::Regular => s::FdKind::Regular,
                 FdKind::CharDevice => s::FdKind::CharDevice,
                 FdKind::Directory => s::FdKind::Directory,
+                FdKind::Fifo => s::FdKind::Fifo,
             });
             e.set_path(&f.path);
             e.set_flags(f.flags);
@@ -90,6 +92,7 @@ impl FilesSection {
                     s::FdKind::Regular => FdKind::Regular,
                     s::FdKind::CharDevice => FdKind::CharDevice,
                     s::FdKind::Directory => FdKind::Directory,
+                    s::FdKind::Fifo => FdKind::Fifo,
                 },
                 path: text(f.get_path())?,
                 flags: f.get_flags(),
