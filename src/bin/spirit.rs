@@ -69,6 +69,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Client(spirit::cli::ClientCmd),
 }
 
 fn main() {
@@ -104,6 +106,7 @@ fn main() {
         } => spirit::cli::restore(&image, detach, pidfile.as_deref(), new_pid, workers),
         Cmd::Show { image, json } => spirit::cli::show(&image, json),
         Cmd::Check { json } => spirit::cli::check(json),
+        Cmd::Client(c) => spirit::cli::client(c),
     };
     std::process::exit(code);
 }

@@ -2,8 +2,10 @@
 //! pipelines, and exit codes (each error kind has its own, see `Error::exit_code`).
 
 mod check;
+mod client;
 
 pub use check::check;
+pub use client::{client, ClientCmd};
 
 use crate::default_pipeline;
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
@@ -63,6 +65,15 @@ fn await_verdict(fd: Option<i32>) -> Result<Ending> {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => return Ok(Ending::Resume),
         }
+    }
+}
+
+/// The image is out: close standard output (by putting /dev/null in its place) so
+/// the reader sees end-of-file while the process waits for the verdict.
+fn end_stdout() {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = File::open("/dev/null") {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
     }
 }
 
@@ -141,6 +152,8 @@ pub fn dump(a: DumpArgs) -> i32 {
         let verdict_fd = a.verdict_fd;
         spirit_core::dump::dump(a.pid, out, &opts, &pipeline, &mut on_progress, |mut w| {
             w.flush().map_err(|e| Error::io("standard output", e))?;
+            drop(w);
+            end_stdout();
             await_verdict(verdict_fd)
         })
     } else {

@@ -17,6 +17,16 @@ const TAG_LEN: usize = 16;
 /// Image bytes per frame.
 pub const CHUNK: usize = MAX_FRAME - TAG_LEN - 1;
 
+/// An I/O error on a link, in words (a socket timeout reads as EAGAIN otherwise).
+pub fn describe(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            "timed out (no progress within link_timeout_secs)".to_string()
+        }
+        _ => e.to_string(),
+    }
+}
+
 pub struct Link {
     stream: TcpStream,
     noise: snow::TransportState,

@@ -4,7 +4,7 @@
 //! the job fails at any point, the worker's stdin (its verdict fd) closes without a
 //! `k` and the process resumes untouched.
 
-use super::link::{Frame, Link, CHUNK};
+use super::link::{describe, Frame, Link, CHUNK};
 use super::Msg;
 use crate::auth::Identity;
 use crate::config::Peer;
@@ -37,7 +37,7 @@ pub fn migrate(
         })));
     }
     let name = &peer.name;
-    let lost = |e: std::io::Error| format!("link to peer {name} broken: {e}");
+    let lost = |e: std::io::Error| format!("link to peer {name} broken: {}", describe(&e));
     link.send(&Msg::Migrate {
         pid,
         comm: comm(pid),
@@ -132,7 +132,10 @@ fn stream(link: &mut Link, mut image: impl Read, name: &str) -> Result<(), Strin
         };
         if let Err(e) = link.send_data(&buf[..n]) {
             return Err(early_answer(link, name).unwrap_or_else(|| {
-                format!("link to peer {name} broken while sending the image: {e}")
+                format!(
+                    "link to peer {name} broken while sending the image: {}",
+                    describe(&e)
+                )
             }));
         }
         n_chunks += 1;
@@ -142,8 +145,12 @@ fn stream(link: &mut Link, mut image: impl Read, name: &str) -> Result<(), Strin
             }));
         }
     }
-    link.send(&Msg::End)
-        .map_err(|e| format!("link to peer {name} broken at the end of the image: {e}"))
+    link.send(&Msg::End).map_err(|e| {
+        format!(
+            "link to peer {name} broken at the end of the image: {}",
+            describe(&e)
+        )
+    })
 }
 
 /// The reason the peer gave for stopping early, if it gave one.
@@ -172,7 +179,8 @@ fn await_restored(
             "peer {name} answered {m:?} instead of a restore result"
         )),
         Err(e) => Err(format!(
-            "no answer from peer {name} after the image was sent: {e}"
+            "no answer from peer {name} after the image was sent: {}",
+            describe(&e)
         )),
     }
 }

@@ -5,7 +5,7 @@
 //! source. `--new-pid` because the original pid is still taken while the source
 //! holds the process frozen (on one kernel, or if pids collide across hosts).
 
-use super::link::{Frame, Link};
+use super::link::{describe, Frame, Link};
 use super::Msg;
 use crate::auth::Identity;
 use crate::error::StartError;
@@ -152,7 +152,8 @@ fn receive(
             }
             Err(e) => {
                 stream_err = Some(format!(
-                    "link to peer {peer} broken after {got} bytes of the image: {e}"
+                    "link to peer {peer} broken after {got} bytes of the image: {}",
+                    describe(&e)
                 ));
                 break;
             }
