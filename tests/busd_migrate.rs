@@ -189,6 +189,16 @@ fn fault(
     private_tmp: bool,
     expect: &[&str],
 ) {
+    fault_ending(break_it, mib, private_tmp, expect, "failed")
+}
+
+fn fault_ending(
+    break_it: impl FnOnce(&mut Hosts, &str),
+    mib: Option<u32>,
+    private_tmp: bool,
+    expect: &[&str],
+    end: &str,
+) {
     init();
     if !can_make_hosts() {
         return;
@@ -240,7 +250,7 @@ fn fault(
     let state = wait_job(&h.bus_a.address, &job, T);
     let e = job_error(&h.bus_a.address, &job);
     eprintln!("the failed migration says: {e}");
-    assert_eq!(state, "failed", "A: {}\nB: {}", h.log_a(), h.log_b());
+    assert_eq!(state, end, "A: {}\nB: {}", h.log_a(), h.log_b());
     for want in expect {
         assert!(e.contains(want), "error {e:?} lacks {want:?}");
     }
@@ -308,5 +318,24 @@ fn a_cut_link_leaves_the_source_running() {
         Some(512),
         false,
         &["peer b"],
+    );
+}
+
+#[test]
+fn a_cancelled_migration_leaves_the_source_running() {
+    fault_ending(
+        |h, job| {
+            when_streaming(h, job);
+            let o = busctl(
+                &h.bus_a.address,
+                None,
+                &["call", DEST, job, JOB_IFACE, "Cancel"],
+            );
+            assert!(o.ok, "Cancel: {}", o.stderr);
+        },
+        Some(512),
+        false,
+        &["peer b"],
+        "cancelled",
     );
 }

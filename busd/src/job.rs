@@ -437,7 +437,9 @@ impl JobHandle {
                 tracing::info!("job {} done", self.id);
                 self.end(JobState::Done, String::new(), r)
             }
-            Err(e) if self.cancel_requested() => self.finish_cancelled(e),
+            Err(e) if self.cancel_requested() => {
+                self.finish_cancelled(format!("cancelled on request: {e}"))
+            }
             Err(e) => {
                 tracing::warn!("job {} failed: {e}", self.id);
                 self.end(JobState::Failed, e, Vec::new())
