@@ -102,7 +102,15 @@ fn leave_running_then_restore_later() {
     // number. The file offset is O_APPEND, so the restored process appends.
     orig.kill();
     let before_restore = log_lines(&log);
-    let restored = restore_ok(&img, &[]);
+    // The log grew since the checkpoint: the restore accepts that only when asked.
+    let (run, none) = restore(&img, &[]);
+    assert!(none.is_none());
+    run.fails(
+        11,
+        &[&dir.s("log"), "--allow-changed-files"],
+        "restore of a changed log",
+    );
+    let restored = restore_ok(&img, &["--allow-changed-files"]);
     assert_eq!(restored.pid, orig.pid);
     wait_lines(&log, before_restore.len() + 20);
     let lines = log_lines(&log);
@@ -206,4 +214,45 @@ fn check_passes_here() {
     let run = spirit(&["check"]);
     run.ok("spirit check");
     assert!(!run.stdout.is_empty() || !run.stderr.is_empty());
+}
+
+#[test]
+fn dump_through_a_pipe_into_restore_keeps_the_pid() {
+    let dir = TestDir::new("pipepid");
+    let log = dir.join("log");
+    let pf = dir.join("pipe.pid");
+    let orig = start_counter(&dir, &[], "10");
+    let pid = orig.pid;
+    // The dump ends the original once the image is out; the restore, still reading,
+    // must wait until the pid is free, which happens when we reap the original: do
+    // that as soon as it dies, while the pipeline runs.
+    let reaper = std::thread::spawn(move || {
+        let mut orig = orig;
+        orig.reap();
+        orig
+    });
+    let line = format!(
+        "{SPIRIT} dump {pid} -o - | {SPIRIT} restore - --detach --pidfile {}",
+        pf.display()
+    );
+    let run = sh(&line);
+    if run.code != 0 {
+        // The dump may have failed and left the original running: end it (it is still
+        // our unreaped child, so the pid is ours) so the reaper returns.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let orig = reaper.join().unwrap();
+    let restored = fs::read_to_string(&pf)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .map(Proc::adopt);
+    run.ok("dump | restore keeping the pid");
+    let restored = restored.expect("pid file");
+    assert_eq!(restored.pid, orig.pid, "the original pid is kept");
+    let n = log_lines(&log).len();
+    wait_lines(&log, n + 20);
+    assert_consecutive(&log);
 }

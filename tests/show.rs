@@ -37,6 +37,8 @@ fn placeholder(path: &str, v: &Value) -> Option<Value> {
         "processes[].mm" => s("[mm]"),
         // Values vary with the host and the environment; the resources are kept.
         "processes[].rlimits[].cur" | "processes[].rlimits[].max" => s("[limit]"),
+        // The toolchain decides the binary's size.
+        "processes[].files[].size" => s("[size]"),
         "processes[].threads[].regs" => {
             // Keep the register names, not their values.
             let names = v.as_object()?.keys().cloned().collect::<Vec<_>>();

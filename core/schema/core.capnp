@@ -55,6 +55,23 @@ struct Process {
   vmas @12 :List(Vma);
   threads @13 :List(Thread);
   sections @14 :List(Section);  # one per plugin that had something to say
+  creds @15 :Creds;
+  files @16 :List(FileId);      # the executable and every mapped file, for identity checks
+}
+
+struct Creds {
+  uids @0 :List(UInt32);        # real, effective, saved, filesystem
+  gids @1 :List(UInt32);
+  groups @2 :List(UInt32);      # supplementary
+  dumpable @3 :UInt8;           # PR_GET_DUMPABLE
+}
+
+struct FileId {
+  path @0 :Text;
+  size @1 :UInt64;
+  mtimeNs @2 :Int64;
+  dev @3 :UInt64;
+  inode @4 :UInt64;
 }
 
 struct Rlimit {

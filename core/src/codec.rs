@@ -225,6 +225,31 @@ pub fn encode_process(p: &ProcessImage) -> Vec<u8> {
         e.set_tid_address(t.tid_address);
         e.set_tid_cache_addr(t.tid_cache_addr);
     }
+    {
+        let mut c = b.reborrow().init_creds();
+        let mut u = c.reborrow().init_uids(4);
+        for (i, v) in p.creds.uids.iter().enumerate() {
+            u.set(i as u32, *v);
+        }
+        let mut g = c.reborrow().init_gids(4);
+        for (i, v) in p.creds.gids.iter().enumerate() {
+            g.set(i as u32, *v);
+        }
+        let mut gr = c.reborrow().init_groups(p.creds.groups.len() as u32);
+        for (i, v) in p.creds.groups.iter().enumerate() {
+            gr.set(i as u32, *v);
+        }
+        c.set_dumpable(p.creds.dumpable);
+    }
+    let mut files = b.reborrow().init_files(p.files.len() as u32);
+    for (i, f) in p.files.iter().enumerate() {
+        let mut e = files.reborrow().get(i as u32);
+        e.set_path(&f.path);
+        e.set_size(f.size);
+        e.set_mtime_ns(f.mtime_ns);
+        e.set_dev(f.dev);
+        e.set_inode(f.inode);
+    }
     let mut secs = b.init_sections(p.sections.len() as u32);
     for (i, sec) in p.sections.iter().enumerate() {
         let mut e = secs.reborrow().get(i as u32);
@@ -289,7 +314,35 @@ pub fn decode_process(bytes: &[u8]) -> DecodeResult<ProcessImage> {
             pages: v.get_pages(),
         });
     }
+    let c = r.get_creds()?;
+    let four = |l: capnp::primitive_list::Reader<'_, u32>| -> DecodeResult<[u32; 4]> {
+        let v: Vec<u32> = l.iter().collect();
+        if v.is_empty() {
+            return Ok([0; 4]);
+        }
+        v.try_into().map_err(|v: Vec<u32>| {
+            capnp::Error::failed(format!("{} ids where 4 are expected", v.len()))
+        })
+    };
+    let creds = Creds {
+        uids: four(c.get_uids()?)?,
+        gids: four(c.get_gids()?)?,
+        groups: c.get_groups()?.iter().collect(),
+        dumpable: c.get_dumpable(),
+    };
+    let mut files = Vec::new();
+    for f in r.get_files()?.iter() {
+        files.push(FileId {
+            path: text(f.get_path())?,
+            size: f.get_size(),
+            mtime_ns: f.get_mtime_ns(),
+            dev: f.get_dev(),
+            inode: f.get_inode(),
+        });
+    }
     Ok(ProcessImage {
+        creds,
+        files,
         pid: r.get_pid(),
         ppid: r.get_ppid(),
         pgid: r.get_pgid(),

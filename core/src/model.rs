@@ -64,6 +64,60 @@ pub struct ProcessImage {
     pub vmas: Vec<Vma>,
     pub threads: Vec<ThreadState>,
     pub sections: Vec<Section>,
+    pub creds: Creds,
+    /// Identity of the executable and every mapped file at checkpoint.
+    pub files: Vec<FileId>,
+}
+
+/// Who the process runs as.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Creds {
+    /// real, effective, saved, filesystem
+    pub uids: [u32; 4],
+    pub gids: [u32; 4],
+    pub groups: Vec<u32>,
+    pub dumpable: u8,
+}
+
+/// What a file was at checkpoint: a restore refuses a file that changed since.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct FileId {
+    pub path: String,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub dev: u64,
+    pub inode: u64,
+}
+
+impl FileId {
+    /// Identity of the file at `path` now.
+    pub fn of(path: &str) -> std::io::Result<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata(path)?;
+        Ok(FileId {
+            path: path.to_string(),
+            size: md.size(),
+            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            dev: md.dev(),
+            inode: md.ino(),
+        })
+    }
+
+    /// How `now` differs from this record, if it does (device and inode are not
+    /// compared: a copy on another host, or a package reinstall, is the same file when
+    /// size and modification time agree).
+    pub fn differs(&self, now: &FileId) -> Option<String> {
+        if self.size != now.size {
+            return Some(format!(
+                "its size changed from {} to {} bytes since the checkpoint",
+                self.size, now.size
+            ));
+        }
+        if self.mtime_ns != now.mtime_ns {
+            return Some("it was modified since the checkpoint".to_string());
+        }
+        None
+    }
 }
 
 impl ProcessImage {

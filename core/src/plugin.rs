@@ -73,6 +73,13 @@ pub struct DumpCtx<'a> {
     pub process: &'a ProcessImage,
 }
 
+/// What a plugin sees when it prepares a restore on this host.
+pub struct PrepareCtx<'a> {
+    pub process: &'a ProcessImage,
+    /// The user accepts files that changed since the checkpoint (`--allow-changed-files`).
+    pub allow_changed_files: bool,
+}
+
 /// What a plugin sees in the remote phase of a restore.
 pub struct RestoreCtx<'a> {
     pub remote: Remote<'a>,
@@ -92,7 +99,7 @@ pub trait Plugin: Send + Sync {
 
     /// On the restoring host, before any process exists: check that what the section
     /// needs is there (files, devices...).
-    fn prepare(&self, _process: &ProcessImage, _section: &[u8]) -> Result<()> {
+    fn prepare(&self, _ctx: &PrepareCtx<'_>, _section: &[u8]) -> Result<()> {
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! Reading a process's state from /proc.
 
 use crate::error::{Error, Result};
-use crate::model::{MmState, Rlimit, Vma, VmaKind};
+use crate::model::{Creds, FileId, MmState, Rlimit, Vma, VmaKind};
 use procfs::process::{LimitValue, Process};
 
 pub(crate) fn proc_err(pid: i32, e: procfs::ProcError) -> Error {
@@ -73,6 +73,56 @@ pub(crate) fn stat(pid: i32) -> Result<Ids> {
 pub fn owner(pid: i32) -> Result<(u32, u32)> {
     let st = open(pid)?.status().map_err(|e| proc_err(pid, e))?;
     Ok((st.ruid, st.rgid))
+}
+
+/// Credentials from `/proc/PID/status` (dumpable is filled in by the caller).
+pub(crate) fn creds(pid: i32) -> Result<Creds> {
+    let text = String::from_utf8_lossy(&read_file(pid, "status")?).into_owned();
+    let ids = |name: &str| -> Vec<u32> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| {
+                v.split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let four = |v: Vec<u32>| -> Result<[u32; 4]> {
+        v.try_into().map_err(|_| Error::Dump {
+            pid,
+            msg: "unreadable Uid/Gid lines in /proc/PID/status".into(),
+        })
+    };
+    Ok(Creds {
+        uids: four(ids("Uid:"))?,
+        gids: four(ids("Gid:"))?,
+        groups: ids("Groups:"),
+        dumpable: 0,
+    })
+}
+
+/// Identity of the executable and of every mapped file, taken from the files the
+/// process really has (through /proc links), named by their paths.
+pub(crate) fn file_ids(pid: i32, exe: &str, vmas: &[Vma]) -> Vec<FileId> {
+    let mut out: Vec<FileId> = Vec::new();
+    let mut add = |path: &str, via: String| {
+        if out.iter().any(|f| f.path == path) {
+            return;
+        }
+        if let Ok(mut id) = FileId::of(&via) {
+            id.path = path.to_string();
+            out.push(id);
+        }
+    };
+    add(exe, format!("/proc/{pid}/exe"));
+    for v in vmas.iter().filter(|v| v.kind == VmaKind::File) {
+        add(
+            &v.path,
+            format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end),
+        );
+    }
+    out
 }
 
 pub(crate) fn rlimits(pid: i32) -> Result<Vec<Rlimit>> {

@@ -18,6 +18,7 @@
 
 mod cpu;
 mod error;
+pub mod fd;
 mod mem;
 mod ptrace;
 mod remote;

@@ -27,6 +27,10 @@ fn transfer(
     remote: &[(u64, usize)],
     write: bool,
 ) -> Result<()> {
+    if remote.iter().any(|r| r.1 == 0) {
+        let nonempty: Vec<(u64, usize)> = remote.iter().copied().filter(|r| r.1 > 0).collect();
+        return transfer(pid, base, len, &nonempty, write);
+    }
     let total: usize = remote.iter().map(|r| r.1).sum();
     if total != len {
         return Err(Error::Unexpected {
@@ -119,5 +123,27 @@ fn proc_mem(pid: i32, addr: u64, buf: &mut [u8], write: bool) -> Result<()> {
         f.write_all_at(buf, addr).map_err(err)
     } else {
         f.read_exact_at(buf, addr).map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_ranges_of_a_process_including_empty_ones() {
+        let pid = std::process::id() as i32;
+        let src: Vec<u8> = (0..=255).collect();
+        let mut dst = vec![0u8; 64];
+        let a = src.as_ptr() as u64;
+        read_memory(pid, &mut dst, &[(a, 16), (a + 100, 0), (a + 200, 48)]).unwrap();
+        assert_eq!(&dst[..16], &src[..16]);
+        assert_eq!(&dst[16..], &src[200..248]);
+        read_memory(pid, &mut [], &[]).unwrap();
+        read_memory(pid, &mut [], &[(a, 0)]).unwrap();
+        assert!(
+            read_memory(pid, &mut dst, &[(a, 8)]).is_err(),
+            "length mismatch is refused"
+        );
     }
 }

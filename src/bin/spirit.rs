@@ -53,6 +53,10 @@ enum Cmd {
         /// Give the process fresh pid and tids instead of the original ones.
         #[arg(long)]
         new_pid: bool,
+        /// Restore even if the executable, a mapped library or an open file changed
+        /// since the checkpoint (the default refuses, naming the file).
+        #[arg(long)]
+        allow_changed_files: bool,
         /// Page write threads.
         #[arg(long, default_value_t = 2)]
         workers: usize,
@@ -103,7 +107,15 @@ fn main() {
             pidfile,
             new_pid,
             workers,
-        } => spirit::cli::restore(&image, detach, pidfile.as_deref(), new_pid, workers),
+            allow_changed_files,
+        } => spirit::cli::restore(
+            &image,
+            detach,
+            pidfile.as_deref(),
+            new_pid,
+            workers,
+            allow_changed_files,
+        ),
         Cmd::Show { image, json } => spirit::cli::show(&image, json),
         Cmd::Check { json } => spirit::cli::check(json),
         Cmd::Client(c) => spirit::cli::client(c),

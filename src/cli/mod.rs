@@ -216,6 +216,7 @@ pub fn restore(
     pidfile: Option<&Path>,
     new_pid: bool,
     workers: usize,
+    allow_changed_files: bool,
 ) -> i32 {
     let _ = spirit_kmod::ignore_signal(libc::SIGPIPE);
     let name = image.display().to_string();
@@ -232,6 +233,7 @@ pub fn restore(
         workers,
         // From a pipe, the writer may still hold the pid until the image is complete.
         wait_for_pid: (image == Path::new("-")).then_some(std::time::Duration::from_secs(10)),
+        allow_changed_files,
     };
     let pipeline = default_pipeline();
     let restored = match spirit_core::restore::restore(

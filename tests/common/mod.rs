@@ -418,7 +418,10 @@ fn run_cmd(mut cmd: Command, what: &str) -> Run {
     // Files, not pipes: a detached restored process must not be able to hold our
     // output open (and if spirit leaked them to it, the test must not hang).
     cmd.stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap());
+        .stderr(fs::File::create(&err_path).unwrap())
+        // Its own process group: on a timeout the whole group (a shell pipeline, a
+        // restore's half-built child) is ended, and nothing else.
+        .process_group(0);
     let start = Instant::now();
     let mut child = cmd
         .spawn()
@@ -428,7 +431,7 @@ fn run_cmd(mut cmd: Command, what: &str) -> Run {
             break st;
         }
         if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
+            let _ = kill(Pid::from_raw(-(child.id() as i32)), Signal::SIGKILL);
             let _ = child.wait();
             panic!(
                 "{what}: still running after 60 s; stderr so far:\n{}",

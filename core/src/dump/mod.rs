@@ -107,6 +107,7 @@ fn dump_into<W: Write>(
     let written = (|| -> Result<Ending> {
         let mut proc = collect(pid, &mut tracees, opts, pipeline)?;
         proc.vmas = procinfo::vmas(pid)?;
+        proc.files = procinfo::file_ids(pid, &proc.exe, &proc.vmas);
         let runs = pages::plan(pid, &mut proc.vmas)?;
         let total: u64 = runs.iter().map(|r| r.1 as u64).sum();
         stats.vmas = proc.vmas.len();
@@ -227,6 +228,13 @@ fn collect_with_scratch(
         ..Default::default()
     };
     proc.mm.brk = remote.syscall_ok(0, libc::SYS_brk, &[0], "brk")? as u64;
+    proc.creds = procinfo::creds(pid)?;
+    proc.creds.dumpable = remote.syscall_ok(
+        0,
+        libc::SYS_prctl,
+        &[libc::PR_GET_DUMPABLE as u64],
+        "prctl(PR_GET_DUMPABLE)",
+    )? as u8;
     for i in 0..remote.threads.len() {
         let t = &remote.threads[i];
         let tid = t.tid();

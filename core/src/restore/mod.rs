@@ -14,8 +14,8 @@ mod tasks;
 use crate::error::{Error, Result};
 use crate::header::{check_cpu, host_cpu};
 use crate::image::{Frame, ImageReader};
-use crate::model::{Header, ProcessImage, VmaKind};
-use crate::plugin::{Pipeline, Remote, RestoreCtx};
+use crate::model::{FileId, Header, ProcessImage, VmaKind};
+use crate::plugin::{Pipeline, PrepareCtx, Remote, RestoreCtx};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
@@ -33,6 +33,8 @@ pub struct RestoreOptions {
     /// this long) for it to be freed: for streams whose writer ends the original only
     /// once the image is complete (`spirit dump P -o - | spirit restore -`).
     pub wait_for_pid: Option<Duration>,
+    /// Restore even if files the process uses changed since the checkpoint.
+    pub allow_changed_files: bool,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -76,7 +78,8 @@ pub fn restore<R: Read>(
     }
     let proc = procs.remove(0);
     validate(&proc, &header, pipeline, path)?;
-    prepare(&proc, pipeline)?;
+    check_owner(&proc)?;
+    prepare(&proc, pipeline, opts.allow_changed_files)?;
     if !opts.new_pid {
         wait_for_free_ids(&proc, &mut rd, opts.wait_for_pid)?;
     }
@@ -120,6 +123,19 @@ pub fn restore<R: Read>(
             Err(e)
         }
     }
+}
+
+/// Only root may restore another user's process (the restore would otherwise hand the
+/// caller that user's memory and files, or fail halfway).
+fn check_owner(proc: &ProcessImage) -> Result<()> {
+    let me = nix::unistd::geteuid().as_raw();
+    let owner = proc.creds.uids[0];
+    if me != 0 && (owner != me || proc.uid != me) {
+        return Err(Error::RestoreNotPermitted {
+            reason: format!("the image is of a process of uid {owner} and you are uid {me}; only root may restore another user's process"),
+        });
+    }
+    Ok(())
 }
 
 fn id_taken(proc: &ProcessImage) -> Option<i32> {
@@ -191,6 +207,7 @@ fn build<R: Read>(
     tasks::refresh_tid_cache(child, &proc.threads[0], child)?;
     let mut threads = tasks::create_threads(main, &area, proc, !opts.new_pid)?;
     tasks::thread_state(&mut threads, &area, proc)?;
+    tasks::credentials(&mut threads, &area, proc)?;
     let mut final_sigmask = vec![0u64; threads.len()];
     for p in pipeline {
         if let Some(sec) = proc.section(p.name()) {
@@ -259,7 +276,7 @@ fn validate(p: &ProcessImage, header: &Header, pipeline: &Pipeline, path: &str) 
 
 /// Before any process exists: every file the image maps must be there, and each plugin
 /// gets to check its own needs.
-fn prepare(p: &ProcessImage, pipeline: &Pipeline) -> Result<()> {
+fn prepare(p: &ProcessImage, pipeline: &Pipeline, allow_changed_files: bool) -> Result<()> {
     for path in p
         .vmas
         .iter()
@@ -280,9 +297,28 @@ fn prepare(p: &ProcessImage, pipeline: &Pipeline) -> Result<()> {
             });
         }
     }
+    for f in &p.files {
+        let now = FileId::of(&f.path).map_err(|e| Error::FileMismatch {
+            path: f.path.clone(),
+            what: format!("needed by the process but missing on this host: {e}"),
+        })?;
+        if let Some(what) = f.differs(&now) {
+            if !allow_changed_files {
+                return Err(Error::FileMismatch {
+                    path: f.path.clone(),
+                    what: format!("{what}; the process may crash with another version: restore with --allow-changed-files to accept it"),
+                });
+            }
+            tracing::warn!(path = %f.path, "{what}; restoring anyway (--allow-changed-files)");
+        }
+    }
+    let ctx = PrepareCtx {
+        process: p,
+        allow_changed_files,
+    };
     for plugin in pipeline {
         if let Some(sec) = p.section(plugin.name()) {
-            plugin.prepare(p, &sec.data)?;
+            plugin.prepare(&ctx, &sec.data)?;
         }
     }
     Ok(())

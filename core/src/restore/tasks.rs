@@ -106,6 +106,73 @@ pub(crate) fn thread_state(threads: &mut [Tracee], area: &Area, proc: &ProcessIm
     Ok(())
 }
 
+/// Who the process runs as: supplementary groups, gids, uids of every thread (raw
+/// set*id syscalls act on the calling thread only), then the dumpable flag, which a
+/// uid change resets (a process left undumpable could not be checkpointed again by its
+/// owner). Comes after PR_SET_MM_MAP, which needs the restorer's privileges.
+pub(crate) fn credentials(threads: &mut [Tracee], area: &Area, proc: &ProcessImage) -> Result<()> {
+    let c = &proc.creds;
+    if c.uids == [0; 4] && c.gids == [0; 4] && c.groups.is_empty() && c.dumpable == 0 {
+        return Ok(()); // an image without credentials (older writer)
+    }
+    let pid = threads[0].tid();
+    let g = area.gadget();
+    let groups: Vec<u8> = c.groups.iter().flat_map(|v| v.to_le_bytes()).collect();
+    if groups.len() as u64 > area.scratch_len() {
+        return Err(Error::Restore(format!(
+            "{} supplementary groups are too many",
+            c.groups.len()
+        )));
+    }
+    write_memory(pid, &groups, &[(area.scratch(), groups.len())])?;
+    let refused = |what: &str, e: spirit_kmod::Error| match e.errno() {
+        Some(nix::errno::Errno::EPERM) => Error::RestoreNotPermitted {
+            reason: format!(
+                "the process ran as uid {} gid {}; setting its {what} needs root",
+                c.uids[0], c.gids[0]
+            ),
+        },
+        _ => e.into(),
+    };
+    let as_u64 = |v: u32| u64::from(v);
+    for t in threads.iter_mut() {
+        let now = nix::unistd::getgroups().unwrap_or_default();
+        let same_groups = now.iter().map(|g| g.as_raw()).eq(c.groups.iter().copied());
+        if !same_groups {
+            t.syscall_ok(
+                g,
+                libc::SYS_setgroups,
+                &[c.groups.len() as u64, area.scratch()],
+                "setgroups",
+            )
+            .map_err(|e| refused("groups", e))?;
+        }
+        t.syscall_ok(
+            g,
+            libc::SYS_setresgid,
+            &[as_u64(c.gids[0]), as_u64(c.gids[1]), as_u64(c.gids[2])],
+            "setresgid",
+        )
+        .map_err(|e| refused("gids", e))?;
+        t.syscall_ok(g, libc::SYS_setfsgid, &[as_u64(c.gids[3])], "setfsgid")?;
+        t.syscall_ok(
+            g,
+            libc::SYS_setresuid,
+            &[as_u64(c.uids[0]), as_u64(c.uids[1]), as_u64(c.uids[2])],
+            "setresuid",
+        )
+        .map_err(|e| refused("uids", e))?;
+        t.syscall_ok(g, libc::SYS_setfsuid, &[as_u64(c.uids[3])], "setfsuid")?;
+    }
+    threads[0].syscall_ok(
+        g,
+        libc::SYS_prctl,
+        &[libc::PR_SET_DUMPABLE as u64, u64::from(c.dumpable)],
+        "prctl(PR_SET_DUMPABLE)",
+    )?;
+    Ok(())
+}
+
 /// A relative sleep interrupted with -ERESTART_RESTARTBLOCK is re-issued on restore;
 /// when the caller passed a separate remainder buffer, the kernel wrote the time left
 /// there at the interruption, so it becomes the request: the sleep neither returns

@@ -12,7 +12,15 @@ enum FdKind {
   regular @0;
   charDevice @1;
   directory @2;
-  fifo @3;               # a named pipe reopened by path (data in flight not kept yet)
+  fifo @3;          # a named pipe reopened by path (data in flight not kept yet)
+  pipe @4;          # one end of a pipe whose both ends this process holds
+  deletedFile @5;   # a regular file unlinked while open: content in `data`
+  memfd @6;         # name in `path` ("/memfd:NAME (deleted)"), content in `data`, `seals`
+  eventfd @7;       # `counter`, `semaphore`
+  timerfd @8;       # `clockId`, `counter` (ticks), `valueNs`/`intervalNs` (remaining, relative)
+  signalfd @9;      # `sigmask`
+  epoll @10;         # `epoll` targets, rebuilt after every other descriptor
+  inotify @11;      # `inotify` watches
 }
 
 struct Fd {
@@ -28,4 +36,51 @@ struct Fd {
   mtimeNs @9 :Int64;
   dev @10 :UInt64;
   inode @11 :UInt64;
+  # Same open file description as this lower fd (dup, dup2, F_DUPFD): one shared
+  # offset and flags; -1 when the fd has its own.
+  dupOf @12 :Int32 = -1;
+  # Pipes, deleted files, memfds: fds with the same object id are the same file (the
+  # two ends of one pipe, two opens of one memfd). Pipes: the pipe's inode.
+  objectId @13 :UInt64;
+  # Pipe data in flight (on the first fd of the pipe), deleted file or memfd content.
+  data @14 :Data;
+  pipeSize @15 :UInt32;
+  seals @16 :UInt32;
+  counter @17 :UInt64;
+  semaphore @18 :Bool;
+  clockId @19 :Int32;
+  valueNs @20 :UInt64;
+  intervalNs @21 :UInt64;
+  sigmask @22 :UInt64;
+  epoll @23 :List(EpollTarget);
+  inotify @24 :List(InotifyWatch);
+  locks @25 :List(Lock);
+  # Regular files up to 1 MiB: xxh3-64 of the content at checkpoint.
+  hashed @26 :Bool;
+  hash @27 :UInt64;
+}
+
+struct EpollTarget {
+  fd @0 :Int32;
+  events @1 :UInt32;
+  data @2 :UInt64;
+}
+
+struct InotifyWatch {
+  wd @0 :Int32;
+  path @1 :Text;
+  mask @2 :UInt32;
+}
+
+enum LockKind {
+  flock @0;
+  posix @1;
+  ofd @2;
+}
+
+struct Lock {
+  kind @0 :LockKind;
+  write @1 :Bool;
+  start @2 :UInt64;
+  len @3 :UInt64;        # 0: to the end of the file
 }

@@ -1,53 +1,55 @@
-//! spirit's files plugin: the process's descriptors on the filesystem and its
-//! filesystem state.
+//! spirit's files plugin: the process's descriptors and its filesystem state.
 //!
-//! Dump: for each descriptor `core` lists, regular files, directories, FIFOs and
-//! character devices opened by path are claimed and recorded (path, open flags, close-on-exec,
-//! offset, identity); cwd, root and umask too. Prepare: every path must exist, and a
-//! device must still be the same device. In the child: cwd and umask are set and every
-//! descriptor is reopened at a high number, then moved to its own number with `dup3`
-//! (so reopening never clobbers a descriptor not yet placed), offset restored.
-//! Pipes, sockets, anonymous inodes, deleted files and terminals are left unclaimed:
-//! the checkpoint then fails naming them (their plugins come later).
+//! Dump (`dump.rs`, the process frozen): every descriptor `core` lists whose kind this
+//! plugin knows becomes one record, claimed:
+//! - regular files, directories, FIFOs (data in flight not kept yet), character
+//!   devices (not terminals) opened by path:
+//!   path, open flags, close-on-exec, offset, identity (size, mtime, and for files up
+//!   to 1 MiB an xxh3 hash of the content);
+//! - pipes whose both ends the process holds, with the data in flight (peeked with
+//!   `tee` from a `pidfd_getfd` copy, left in place) and the capacity; a pipe with an end
+//!   elsewhere is refused (it is the tree's business);
+//! - files deleted while open and memfds (name, seals): their content (≤ 64 MiB, else
+//!   refused naming the fd);
+//! - eventfd (count, semaphore), timerfd (clock, remaining time, interval, unread
+//!   ticks), signalfd (mask), epoll (watched fds, events, data), inotify (watches,
+//!   paths resolved from their file handles with `open_by_handle_at`);
+//! - descriptors sharing one open file description (`kcmp`) are recorded once and the
+//!   others marked `dup_of` it; flock, POSIX and OFD locks held through a description.
+//!
+//! cwd, root and umask too.
+//!
+//! Prepare (restoring host): every path must exist as the same kind of file; a regular
+//! file that changed since the checkpoint (size, mtime, content hash) is refused with
+//! exit 11 unless the restore allows it (`spirit restore --allow-changed-files`).
+//!
+//! In the child (`restore.rs`): cwd, root, umask; each open file description is rebuilt
+//! once, parked at a high number, then `dup3`'d to each of its fd numbers; epoll sets
+//! last (they watch fds by number); locks taken again at the very end.
+//!
+//! Terminals, sockets and unknown anonymous inodes are left unclaimed:
+//! the checkpoint then fails naming them.
 
 #[allow(clippy::all, clippy::pedantic)]
 mod files_capnp {
     include!(concat!(env!("OUT_DIR"), "/files_capnp.rs"));
 }
 
+mod dump;
+mod restore;
 mod section;
 
 use section::{FdKind, FdRecord, FilesSection};
-use spirit_core::plugin::{DumpCtx, Plugin};
+use serde_json::{json, Map, Value};
+use spirit_core::plugin::{DumpCtx, Plugin, PrepareCtx};
 use spirit_core::{Error, Result};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
+/// The files plugin.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct FilesPlugin;
 
 const VERSION: u32 = 1;
-
-fn fdinfo(pid: i32, fd: i32) -> Option<(u64, u32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_string())
-    };
-    let pos = field("pos:")?.parse().ok()?;
-    let flags = u32::from_str_radix(&field("flags:")?, 8).ok()?;
-    Some((pos, flags))
-}
-
-fn umask_of(pid: i32) -> u32 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Umask:"))
-                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
-        })
-        .unwrap_or(0o022)
-}
 
 impl Plugin for FilesPlugin {
     fn name(&self) -> &'static str {
@@ -59,86 +61,31 @@ impl Plugin for FilesPlugin {
     }
 
     fn dump(&self, ctx: &mut DumpCtx<'_>) -> Result<Option<Vec<u8>>> {
-        let pid = ctx.remote.pid;
-        let link = |name: &str| {
-            std::fs::read_link(format!("/proc/{pid}/{name}"))
-                .map(|p| p.to_string_lossy().into_owned())
-                .map_err(|e| Error::io(format!("/proc/{pid}/{name}"), e))
-        };
-        let mut sec = FilesSection {
-            cwd: link("cwd")?,
-            root: link("root")?,
-            umask: umask_of(pid),
-            fds: Vec::new(),
-        };
-        for entry in ctx.fds.iter_mut() {
-            if !entry.target.starts_with('/') || entry.target.ends_with(" (deleted)") {
-                continue;
-            }
-            // stat through the magic link: the open file itself, wherever it is now.
-            let Ok(md) = std::fs::metadata(format!("/proc/{pid}/fd/{}", entry.fd)) else {
-                continue;
-            };
-            let ft = md.file_type();
-            let kind = if ft.is_file() {
-                FdKind::Regular
-            } else if ft.is_dir() {
-                FdKind::Directory
-            } else if ft.is_char_device() && !is_terminal(md.rdev()) {
-                FdKind::CharDevice
-            } else if ft.is_fifo() {
-                FdKind::Fifo
-            } else {
-                continue;
-            };
-            // The path must still name this very file, or a restore would open another.
-            match std::fs::metadata(&entry.target) {
-                Ok(p) if p.ino() == md.ino() && p.dev() == md.dev() => {}
-                _ => continue,
-            }
-            let Some((pos, flags)) = fdinfo(pid, entry.fd) else {
-                continue;
-            };
-            sec.fds.push(FdRecord {
-                fd: entry.fd,
-                kind,
-                path: entry.target.clone(),
-                flags: flags & !(libc::O_CLOEXEC as u32),
-                cloexec: flags & libc::O_CLOEXEC as u32 != 0,
-                pos,
-                rdev: md.rdev(),
-                mode: md.mode(),
-                size: md.size(),
-                mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-                dev: md.dev(),
-                inode: md.ino(),
-            });
-            entry.claimed = true;
-        }
+        let sec = dump::collect(ctx.remote.pid, ctx.fds)?;
         Ok(Some(sec.encode()))
     }
 
-    fn prepare(&self, _p: &spirit_core::model::ProcessImage, data: &[u8]) -> Result<()> {
+    fn prepare(&self, ctx: &PrepareCtx<'_>, data: &[u8]) -> Result<()> {
         let sec = FilesSection::decode(data)?;
-        for f in &sec.fds {
-            let md = std::fs::metadata(&f.path).map_err(|e| Error::FileMismatch {
-                path: f.path.clone(),
-                what: format!(
-                    "open as fd {} at checkpoint but missing on this host: {e}",
-                    f.fd
-                ),
-            })?;
-            let same_kind = match f.kind {
-                FdKind::Regular => md.is_file(),
-                FdKind::Directory => md.is_dir(),
-                FdKind::CharDevice => md.file_type().is_char_device() && md.rdev() == f.rdev,
-                FdKind::Fifo => md.file_type().is_fifo(),
-            };
-            if !same_kind {
-                return Err(Error::FileMismatch {
-                    path: f.path.clone(),
-                    what: format!("open as fd {} at checkpoint, but it is now a different kind of file or device", f.fd),
-                });
+        for f in sec.fds.iter().filter(|f| f.dup_of.is_none()) {
+            match f.kind {
+                FdKind::Regular | FdKind::Directory | FdKind::CharDevice | FdKind::Fifo => {
+                    check_file(f, ctx.allow_changed_files)?
+                }
+                FdKind::Inotify => {
+                    for w in &f.inotify {
+                        if std::fs::symlink_metadata(&w.path).is_err() {
+                            return Err(Error::FileMismatch {
+                                path: w.path.clone(),
+                                what: format!(
+                                    "watched by the inotify instance at fd {} (wd {}) at checkpoint, but missing on this host",
+                                    f.fd, w.wd
+                                ),
+                            });
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         for d in [&sec.cwd, &sec.root] {
@@ -165,79 +112,147 @@ impl Plugin for FilesPlugin {
         nix::unistd::chdir(sec.cwd.as_str())
             .map_err(|e| Error::Restore(format!("chdir {}: {e}", sec.cwd)))?;
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(sec.umask));
-        let base = sec.fds.iter().map(|f| f.fd).max().unwrap_or(0) + 1;
-        let mut staged = Vec::with_capacity(sec.fds.len());
-        for f in &sec.fds {
-            staged.push((f, reopen(f, base)?));
-        }
-        let mut placed = Vec::new();
-        for (f, tmp) in staged {
-            let flags = if f.cloexec {
-                nix::fcntl::OFlag::O_CLOEXEC
-            } else {
-                nix::fcntl::OFlag::empty()
-            };
-            nix::unistd::dup3(tmp, f.fd, flags)
-                .map_err(|e| Error::Restore(format!("dup3 to fd {}: {e}", f.fd)))?;
-            let _ = nix::unistd::close(tmp);
-            placed.push(f.fd);
-        }
-        Ok(placed)
+        restore::restore(&sec)
     }
 
-    fn show(&self, data: &[u8]) -> Result<serde_json::Value> {
-        Ok(serde_json::to_value(FilesSection::decode(data)?).unwrap_or_default())
+    fn show(&self, data: &[u8]) -> Result<Value> {
+        let sec = FilesSection::decode(data)?;
+        Ok(json!({
+            "cwd": sec.cwd,
+            "root": sec.root,
+            "umask": sec.umask,
+            "fds": sec.fds.iter().map(show_fd).collect::<Vec<_>>(),
+        }))
     }
 }
 
-/// Ttys and ptys belong to the tty plugin (major 4: ttyN/ttyS, 5: tty/console/ptmx,
-/// 136–143: pts).
-fn is_terminal(rdev: u64) -> bool {
-    let major = nix::sys::stat::major(rdev);
-    major == 4 || major == 5 || (136..=143).contains(&major)
-}
-
-/// Open a FIFO without blocking on a missing peer: a nonblocking open, with a
-/// read-write "keeper" held meanwhile so a write-only open finds a reader; then the
-/// original blocking mode is put back.
-fn open_fifo(path: &str, oflags: nix::fcntl::OFlag) -> nix::Result<i32> {
-    use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
-    let keeper = open(
-        path,
-        OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )?;
-    let fd = open(
-        path,
-        oflags | OFlag::O_NONBLOCK,
-        nix::sys::stat::Mode::empty(),
-    );
-    let _ = nix::unistd::close(keeper);
-    let fd = fd?;
-    fcntl(
-        fd,
-        FcntlArg::F_SETFL(oflags & OFlag::O_NONBLOCK | oflags & OFlag::O_APPEND),
-    )?;
-    Ok(fd)
-}
-
-/// Open `f` again and park it at a descriptor number ≥ `base`.
-fn reopen(f: &FdRecord, base: i32) -> Result<i32> {
-    use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
-    let strip = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_TRUNC | OFlag::O_CLOEXEC;
-    let oflags = (OFlag::from_bits_truncate(f.flags as i32) - strip) | OFlag::O_NOCTTY;
-    let fd = if f.kind == FdKind::Fifo {
-        open_fifo(&f.path, oflags)
+/// A regular file, directory or device opened by path must be there, of the same kind,
+/// and (regular files) unchanged since the checkpoint.
+fn check_file(f: &FdRecord, allow_changed: bool) -> Result<()> {
+    let mismatch = |what: String| Error::FileMismatch {
+        path: f.path.clone(),
+        what,
+    };
+    let md = std::fs::metadata(&f.path).map_err(|e| {
+        mismatch(format!(
+            "open as fd {} at checkpoint but missing on this host: {e}",
+            f.fd
+        ))
+    })?;
+    let same_kind = match f.kind {
+        FdKind::Regular => md.is_file(),
+        FdKind::Directory => md.is_dir(),
+        FdKind::CharDevice => md.file_type().is_char_device() && md.rdev() == f.rdev,
+        FdKind::Fifo => md.file_type().is_fifo(),
+        _ => true,
+    };
+    if !same_kind {
+        return Err(mismatch(format!(
+            "open as fd {} at checkpoint, but it is now a different kind of file or device",
+            f.fd
+        )));
+    }
+    if f.kind != FdKind::Regular || allow_changed {
+        return Ok(());
+    }
+    let mtime = md.mtime() * 1_000_000_000 + md.mtime_nsec();
+    let changed = if md.size() != f.size {
+        Some(format!("its size is {} bytes, was {}", md.size(), f.size))
+    } else if mtime != f.mtime_ns {
+        Some("it was modified (mtime differs)".to_string())
+    } else if let Some(h) = f.hash {
+        let now = std::fs::read(&f.path).map_err(|e| Error::io(&f.path, e))?;
+        (xxhash_rust::xxh3::xxh3_64(&now) != h).then(|| "its content differs".to_string())
     } else {
-        open(f.path.as_str(), oflags, nix::sys::stat::Mode::empty())
+        None
+    };
+    match changed {
+        Some(why) => Err(mismatch(format!(
+            "open as fd {} at checkpoint, but changed since: {why}; restore with --allow-changed-files to accept it",
+            f.fd
+        ))),
+        None => Ok(()),
     }
-    .map_err(|e| Error::Restore(format!("reopening {} as fd {}: {e}", f.path, f.fd)))?;
-    if matches!(f.kind, FdKind::Regular | FdKind::Directory) && f.pos > 0 {
-        nix::unistd::lseek(fd, f.pos as i64, nix::unistd::Whence::SeekSet)
-            .map_err(|e| Error::Restore(format!("seeking {} to {}: {e}", f.path, f.pos)))?;
+}
+
+/// One descriptor for `spirit show`: common fields, then what its kind carries.
+fn show_fd(f: &FdRecord) -> Value {
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Value| {
+        m.insert(k.into(), v);
+    };
+    put("fd", json!(f.fd));
+    put("kind", serde_json::to_value(f.kind).unwrap_or(Value::Null));
+    put("flags", json!(f.flags));
+    put("cloexec", json!(f.cloexec));
+    if let Some(d) = f.dup_of {
+        put("dup_of", json!(d));
     }
-    let high = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(base))
-        .map_err(|e| Error::Restore(format!("moving fd {} out of the way: {e}", f.fd)))?;
-    let _ = nix::unistd::close(fd);
-    Ok(high)
+    match f.kind {
+        FdKind::Regular | FdKind::Directory | FdKind::CharDevice | FdKind::Fifo => {
+            put("path", json!(f.path));
+            put("pos", json!(f.pos));
+            put("mode", json!(f.mode));
+            put("dev", json!(f.dev));
+            put("inode", json!(f.inode));
+            put("rdev", json!(f.rdev));
+            put("size", json!(f.size));
+            put("mtime_ns", json!(f.mtime_ns));
+            if let Some(h) = f.hash {
+                put("xxh3", json!(format!("{h:016x}")));
+            }
+        }
+        FdKind::Pipe => {
+            put("pipe", json!(f.object_id));
+            put("capacity", json!(f.pipe_size));
+            put("in_flight", json!(f.data.len()));
+        }
+        FdKind::DeletedFile | FdKind::Memfd => {
+            put("path", json!(f.path));
+            put("pos", json!(f.pos));
+            put("mode", json!(f.mode));
+            put("size", json!(f.data.len()));
+            put(
+                "xxh3",
+                json!(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&f.data))),
+            );
+            if f.kind == FdKind::Memfd {
+                put("seals", json!(f.seals));
+            }
+        }
+        FdKind::Eventfd => {
+            put("count", json!(f.counter));
+            put("semaphore", json!(f.semaphore));
+        }
+        FdKind::Timerfd => {
+            put("clock", json!(f.clock_id));
+            put("remaining_ns", json!(f.value_ns));
+            put("interval_ns", json!(f.interval_ns));
+            put("ticks", json!(f.counter));
+        }
+        FdKind::Signalfd => put("sigmask", json!(f.sigmask)),
+        FdKind::Epoll => put(
+            "watches",
+            json!(f
+                .epoll
+                .iter()
+                .map(|t| json!({"fd": t.fd, "events": t.events, "data": t.data}))
+                .collect::<Vec<_>>()),
+        ),
+        FdKind::Inotify => put(
+            "watches",
+            json!(f
+                .inotify
+                .iter()
+                .map(|w| json!({"wd": w.wd, "path": w.path, "mask": w.mask}))
+                .collect::<Vec<_>>()),
+        ),
+    }
+    if !f.locks.is_empty() {
+        put(
+            "locks",
+            serde_json::to_value(&f.locks).unwrap_or(Value::Null),
+        );
+    }
+    Value::Object(m)
 }
