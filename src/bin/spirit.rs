@@ -73,6 +73,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Client(spirit::cli::ClientCmd),
 }
 
 fn main() {
@@ -116,6 +118,7 @@ fn main() {
         ),
         Cmd::Show { image, json } => spirit::cli::show(&image, json),
         Cmd::Check { json } => spirit::cli::check(json),
+        Cmd::Client(c) => spirit::cli::client(c),
     };
     std::process::exit(code);
 }

@@ -2,8 +2,10 @@
 //! pipelines, and exit codes (each error kind has its own, see `Error::exit_code`).
 
 mod check;
+mod client;
 
 pub use check::check;
+pub use client::{client, ClientCmd};
 
 use crate::default_pipeline;
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
@@ -66,6 +68,15 @@ fn await_verdict(fd: Option<i32>) -> Result<Ending> {
     }
 }
 
+/// The image is out: close standard output (by putting /dev/null in its place) so
+/// the reader sees end-of-file while the process waits for the verdict.
+fn end_stdout() {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = File::open("/dev/null") {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
+    }
+}
+
 /// With `--progress-fd N`: `progress DONE TOTAL` lines while pages are copied, then one
 /// `result {json}` line (for the spiritd worker protocol and scripts).
 struct ProgressOut(Option<File>);
@@ -73,6 +84,13 @@ struct ProgressOut(Option<File>);
 impl ProgressOut {
     fn new(fd: Option<i32>) -> ProgressOut {
         // SAFETY-free: from_raw_fd is unsafe; take the fd through a /proc path instead.
+        // Standard error is duplicated directly: reopening a pipe through /proc fails
+        // for a worker that spiritd started under the caller's uid (the pipe is root's).
+        if fd == Some(2) {
+            use std::os::fd::AsFd;
+            let dup = std::io::stderr().as_fd().try_clone_to_owned();
+            return ProgressOut(dup.ok().map(File::from));
+        }
         ProgressOut(fd.and_then(|fd| {
             std::fs::OpenOptions::new()
                 .write(true)
@@ -136,6 +154,8 @@ pub fn dump(a: DumpArgs) -> i32 {
         let verdict_fd = a.verdict_fd;
         spirit_core::dump::dump(a.pid, out, &opts, &pipeline, &mut on_progress, |mut w| {
             w.flush().map_err(|e| Error::io("standard output", e))?;
+            drop(w);
+            end_stdout();
             await_verdict(verdict_fd)
         })
     } else {

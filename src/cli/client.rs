@@ -1,0 +1,196 @@
+//! The client subcommands: `spirit jobs`, `spirit peers`, `spirit migrate`. They talk
+//! to `spiritd` over D-Bus (proxies from `spirit_busd::client`); a migration shows a
+//! progress bar on a terminal and plain lines otherwise.
+
+use clap::{Args, Subcommand};
+use spirit_busd::client::{JobProxyBlocking, ManagerProxyBlocking};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::time::Duration;
+use zbus::blocking::Connection;
+use zbus::zvariant::Value;
+
+/// Which spiritd to talk to.
+#[derive(Args, Clone)]
+pub struct BusArg {
+    /// The bus spiritd serves on: system, session, or a D-Bus address.
+    #[arg(long, default_value = "system")]
+    bus: String,
+}
+
+#[derive(Subcommand)]
+pub enum ClientCmd {
+    /// List spiritd's jobs.
+    Jobs {
+        #[command(flatten)]
+        bus: BusArg,
+    },
+    /// List the peers spiritd trusts.
+    Peers {
+        #[command(flatten)]
+        bus: BusArg,
+    },
+    /// Move a running process to a peer host through spiritd; it ends here only once
+    /// it runs there, and resumes here if anything fails before that.
+    Migrate {
+        /// The process to move.
+        pid: u32,
+        /// The peer's name (see `spirit peers`).
+        #[arg(long)]
+        to: String,
+        /// Leave the process running here too (a copy).
+        #[arg(long)]
+        keep_source: bool,
+        #[command(flatten)]
+        bus: BusArg,
+    },
+}
+
+fn connect(bus: &BusArg) -> zbus::Result<Connection> {
+    match bus.bus.as_str() {
+        "system" => Connection::system(),
+        "session" => Connection::session(),
+        a => zbus::blocking::connection::Builder::address(a)?.build(),
+    }
+}
+
+/// The one-line message of a D-Bus error (its text, without the error name).
+fn say(e: &zbus::Error) -> String {
+    match e {
+        zbus::Error::MethodError(name, Some(msg), _) => format!("{msg} ({name})"),
+        other => other.to_string(),
+    }
+}
+
+pub fn client(cmd: ClientCmd) -> i32 {
+    let bus = match &cmd {
+        ClientCmd::Jobs { bus } | ClientCmd::Peers { bus } | ClientCmd::Migrate { bus, .. } => {
+            bus.clone()
+        }
+    };
+    let res = connect(&bus).and_then(|c| {
+        let m = ManagerProxyBlocking::new(&c)?;
+        Ok((c, m))
+    });
+    let (conn, mgr) = match res {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!(
+                "spirit: error: cannot reach spiritd on the {} bus: {}",
+                bus.bus,
+                say(&e)
+            );
+            return 1;
+        }
+    };
+    let r = match cmd {
+        ClientCmd::Jobs { .. } => jobs(&mgr),
+        ClientCmd::Peers { .. } => peers(&mgr),
+        ClientCmd::Migrate {
+            pid,
+            to,
+            keep_source,
+            ..
+        } => migrate(&conn, &mgr, pid, &to, keep_source),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("spirit: error: {}", say(&e));
+            1
+        }
+    }
+}
+
+fn jobs(mgr: &ManagerProxyBlocking) -> zbus::Result<i32> {
+    let rows = mgr.list_jobs()?;
+    if rows.is_empty() {
+        println!("no jobs");
+    }
+    for (id, kind, state, progress, desc, _) in rows {
+        println!(
+            "{id:>4} {kind:<10} {state:<9} {:>5.1}%  {desc}",
+            progress * 100.0
+        );
+    }
+    Ok(0)
+}
+
+fn peers(mgr: &ManagerProxyBlocking) -> zbus::Result<i32> {
+    let rows = mgr.list_peers()?;
+    if rows.is_empty() {
+        println!("no peers configured");
+    }
+    for (name, addr, key) in rows {
+        println!("{name:<16} {addr:<24} {key}");
+    }
+    Ok(0)
+}
+
+fn migrate(
+    conn: &Connection,
+    mgr: &ManagerProxyBlocking,
+    pid: u32,
+    to: &str,
+    keep_source: bool,
+) -> zbus::Result<i32> {
+    let mut opts = HashMap::new();
+    if keep_source {
+        opts.insert("keep_source", Value::from(true));
+    }
+    let path = mgr.migrate(pid, to, opts)?;
+    let job = JobProxyBlocking::builder(conn).path(path)?.build()?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_message(format!("migrating pid {pid} to {to}"));
+        b
+    });
+    let mut last_line = (String::new(), u64::MAX);
+    let state = loop {
+        let state = job.state()?;
+        let (done, total) = (job.bytes_done()?, job.bytes_total()?);
+        match &bar {
+            Some(b) => {
+                b.set_length(total);
+                b.set_position(done);
+            }
+            None => {
+                // Plain lines: on each state change and every 64 MiB.
+                if state != last_line.0 || done / (64 << 20) != last_line.1 {
+                    eprintln!("spirit: migrate pid {pid} to {to}: {state} {done}/{total} bytes");
+                    last_line = (state.clone(), done / (64 << 20));
+                }
+            }
+        }
+        if matches!(state.as_str(), "done" | "failed" | "cancelled") {
+            break state;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if state != "done" {
+        eprintln!("spirit: error: migration {state}: {}", job.error()?);
+        return Ok(1);
+    }
+    let r = job.result()?;
+    let get = |k: &str| r.get(k).and_then(|v| u64::try_from(&**v).ok()).unwrap_or(0);
+    let get32 = |k: &str| r.get(k).and_then(|v| u32::try_from(&**v).ok()).unwrap_or(0);
+    println!("{}", get32("new_pid"));
+    eprintln!(
+        "spirit: migrated pid {pid} to {to} as pid {} ({} MiB of pages), frozen {} ms, total {} ms; {}",
+        get32("new_pid"),
+        get("page_bytes") >> 20,
+        get("frozen_usec") / 1000,
+        get("total_usec") / 1000,
+        if keep_source { "source left running" } else { "source ended" }
+    );
+    Ok(0)
+}
