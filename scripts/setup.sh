@@ -8,6 +8,7 @@ command -v python3 >/dev/null || need+=(python3)
 command -v dbus-daemon >/dev/null || need+=(dbus)
 command -v busctl >/dev/null || need+=(systemd)
 command -v ip >/dev/null || need+=(iproute2)
+command -v unshare >/dev/null || need+=(util-linux)
 command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ] || need+=(cargo)
 # static libc for the statically linked test programs
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)

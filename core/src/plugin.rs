@@ -80,6 +80,40 @@ pub struct PrepareCtx<'a> {
     pub allow_changed_files: bool,
 }
 
+/// The whole tree as a restore builds it, for resources shared between processes
+/// (a pipe between a parent and its child, one open file inherited by both).
+pub struct TreeView<'a> {
+    /// Root first; zombies included.
+    pub nodes: &'a [crate::model::TreeNode],
+    /// Live processes.
+    pub procs: &'a [ProcessImage],
+}
+
+impl TreeView<'_> {
+    /// Whether `a` is `b` or one of its ancestors.
+    pub fn is_ancestor_or_self(&self, a: i32, b: i32) -> bool {
+        let mut cur = b;
+        for _ in 0..=self.nodes.len() {
+            if cur == a {
+                return true;
+            }
+            match self.nodes.iter().find(|n| n.pid == cur) {
+                Some(n) if n.ppid != cur => cur = n.ppid,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// Every process's section of `plugin`: (pid, section bytes).
+    pub fn sections(&self, plugin: &str) -> Vec<(i32, &[u8])> {
+        self.procs
+            .iter()
+            .filter_map(|p| p.section(plugin).map(|s| (p.pid, s.data.as_slice())))
+            .collect()
+    }
+}
+
 /// What a plugin sees in the remote phase of a restore.
 pub struct RestoreCtx<'a> {
     pub remote: Remote<'a>,
@@ -103,9 +137,24 @@ pub trait Plugin: Send + Sync {
         Ok(())
     }
 
+    /// In process `pid`'s restore child (pid as in the image), after its session and
+    /// group are set and before it forks its children: create what descendants inherit
+    /// (shared pipes, open files shared across fork), parked at descriptor numbers the
+    /// plugin derives from the tree alone, so each descendant finds them again.
+    /// Returns nothing: whatever a process does not keep is closed after its setup.
+    fn restore_before_fork(&self, _tree: &TreeView<'_>, _pid: i32) -> Result<()> {
+        Ok(())
+    }
+
     /// Inside the new process, before its memory is replaced. Returns the descriptors
-    /// it installed; every other descriptor is closed afterwards.
-    fn restore_in_child(&self, _process: &ProcessImage, _section: &[u8]) -> Result<Vec<i32>> {
+    /// it installed; every other descriptor is closed afterwards (parked inherited ones
+    /// included, unless returned).
+    fn restore_in_child(
+        &self,
+        _tree: &TreeView<'_>,
+        _process: &ProcessImage,
+        _section: &[u8],
+    ) -> Result<Vec<i32>> {
         Ok(Vec::new())
     }
 

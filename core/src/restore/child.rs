@@ -4,17 +4,17 @@
 
 use crate::error::{Error, Result};
 use crate::model::ProcessImage;
-use crate::plugin::Pipeline;
+use crate::plugin::{Pipeline, TreeView};
 use spirit_kmod::{get_rlimit, set_personality, set_rlimit};
 
-pub(crate) fn setup(proc: &ProcessImage, pipeline: &Pipeline) -> Result<()> {
+pub(crate) fn setup(tree: &TreeView<'_>, proc: &ProcessImage, pipeline: &Pipeline) -> Result<()> {
     let _ =
         nix::sys::prctl::set_name(&std::ffi::CString::new(proc.comm.clone()).unwrap_or_default());
     set_personality(proc.personality)?;
     let mut keep = Vec::new();
     for p in pipeline {
         if let Some(sec) = proc.section(p.name()) {
-            keep.extend(p.restore_in_child(proc, &sec.data)?);
+            keep.extend(p.restore_in_child(tree, proc, &sec.data)?);
         }
     }
     close_others(&keep)?;

@@ -16,7 +16,7 @@
 use super::child;
 use crate::error::{Error, Result};
 use crate::model::{ProcessImage, TreeNode};
-use crate::plugin::Pipeline;
+use crate::plugin::{Pipeline, TreeView};
 use nix::unistd::{getpid, getppid, Pid};
 use spirit_kmod::{clone3_fork, die_with_status, exit_now, ForkOutcome, SharedBoard};
 use std::collections::HashMap;
@@ -34,6 +34,13 @@ impl Plan<'_> {
             .iter()
             .position(|n| n.pid == pid)
             .unwrap_or(usize::MAX)
+    }
+
+    pub fn view(&self) -> TreeView<'_> {
+        TreeView {
+            nodes: self.nodes,
+            procs: self.procs,
+        }
     }
 
     pub fn proc_of(&self, pid: i32) -> Option<&ProcessImage> {
@@ -108,13 +115,17 @@ fn in_child(
         if node.zombie {
             die_with_status(node.exit_status);
         }
+        let view = plan.view();
+        for p in pipeline {
+            p.restore_before_fork(&view, node.pid)?;
+        }
         for c in plan.children(node.pid) {
             fork_node(plan, c, pipeline, board, &mut known)?;
         }
         let proc = plan
             .proc_of(node.pid)
             .ok_or_else(|| Error::Restore(format!("no record for process {}", node.pid)))?;
-        child::setup(proc, pipeline)
+        child::setup(&view, proc, pipeline)
     })();
     match built {
         Ok(()) => {

@@ -41,7 +41,7 @@ mod section;
 
 use section::{FdKind, FdRecord, FilesSection};
 use serde_json::{json, Map, Value};
-use spirit_core::plugin::{DumpCtx, Plugin, PrepareCtx};
+use spirit_core::plugin::{DumpCtx, Plugin, PrepareCtx, TreeView};
 use spirit_core::{Error, Result};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
@@ -101,6 +101,7 @@ impl Plugin for FilesPlugin {
 
     fn restore_in_child(
         &self,
+        _tree: &TreeView<'_>,
         _p: &spirit_core::model::ProcessImage,
         data: &[u8],
     ) -> Result<Vec<i32>> {
