@@ -81,6 +81,8 @@ pub struct Host {
     pub dir: PathBuf,
     pub key: String,
     pub addr: &'static str,
+    /// `link_timeout_secs` in its configuration.
+    pub link_timeout: u64,
 }
 
 impl Host {
@@ -104,15 +106,17 @@ impl Host {
             dir,
             key: String::from_utf8(o.stdout).unwrap().trim().to_string(),
             addr,
+            link_timeout: 3,
         }
     }
 
     /// Its configuration trusting `peers` (name, address, key).
     pub fn config(&self, peers: &[(&str, &str, &str)]) -> String {
         let mut c = format!(
-            "state_dir = \"{}/state\"\nlisten = \"{}:{PORT}\"\nlink_timeout_secs = 3\njob_linger_secs = 120\n",
+            "state_dir = \"{}/state\"\nlisten = \"{}:{PORT}\"\nlink_timeout_secs = {}\njob_linger_secs = 120\n",
             self.dir.display(),
-            self.addr
+            self.addr,
+            self.link_timeout
         );
         for (n, a, k) in peers {
             c.push_str(&format!(
@@ -163,14 +167,26 @@ pub struct Hosts {
 impl Hosts {
     /// `b_trusts_a`: whether b's configuration lists a.
     pub fn new(b_trusts_a: bool, extra_a_peers: &[(&str, &str, &str)]) -> Hosts {
+        Hosts::new_with_timeout(b_trusts_a, extra_a_peers, 3)
+    }
+
+    /// The same with another `link_timeout_secs` (short for the fault tests, long for
+    /// big images).
+    pub fn new_with_timeout(
+        b_trusts_a: bool,
+        extra_a_peers: &[(&str, &str, &str)],
+        link_timeout: u64,
+    ) -> Hosts {
         // Outside /tmp: each host mounts its own /tmp.
         let dir = tempfile::Builder::new()
             .prefix("busd-mig-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
         let net = Net::new();
-        let a = Host::new("a", &net.a, dir.path(), ADDR_A);
-        let b = Host::new("b", &net.b, dir.path(), ADDR_B);
+        let mut a = Host::new("a", &net.a, dir.path(), ADDR_A);
+        let mut b = Host::new("b", &net.b, dir.path(), ADDR_B);
+        a.link_timeout = link_timeout;
+        b.link_timeout = link_timeout;
         let bus_a = TestBus::start(&a.dir);
         let bus_b = TestBus::start(&b.dir);
         let mut pa = vec![("b", ADDR_B, b.key.as_str())];
