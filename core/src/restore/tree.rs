@@ -167,3 +167,57 @@ fn identity(node: &TreeNode, known: &HashMap<i32, i32>, me: i32) -> Result<()> {
     }
     Ok(())
 }
+
+/// Fork an init for a new pid namespace (pid 1 there), which forks the root with its
+/// original pid inside the namespace and then reaps orphans until the root exits, ending
+/// with the root's status. Returns the init's pid (as seen here).
+pub(crate) fn spawn_in_pid_ns(
+    plan: &Plan<'_>,
+    pipeline: &Pipeline,
+    board: &SharedBoard,
+) -> Result<i32> {
+    let parent = getpid();
+    match spirit_kmod::clone3_fork_with(None, true) {
+        Ok(ForkOutcome::Child) => {
+            let started = (|| -> Result<i32> {
+                let _ = nix::sys::prctl::set_name(c"spirit-init");
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(|e| Error::Restore(format!("PR_SET_PDEATHSIG: {e}")))?;
+                if getppid() != parent && getppid().as_raw() != 0 {
+                    return Err(Error::Restore("the restorer went away".into()));
+                }
+                let mut known = HashMap::new();
+                fork_node(plan, &plan.nodes[0], pipeline, board, &mut known)
+            })();
+            let root = match started {
+                Ok(p) => p,
+                Err(e) => {
+                    board.failed(0, 1, e.exit_code(), &e.to_string());
+                    exit_now(e.exit_code())
+                }
+            };
+            let _ = spirit_kmod::close_fds_from(3);
+            reap_until(root)
+        }
+        Ok(ForkOutcome::Parent { child }) => Ok(child),
+        Err(e) => Err(match e.errno() {
+            Some(nix::errno::Errno::EPERM) => Error::RestoreNotPermitted {
+                reason: "a new pid namespace needs root (CAP_SYS_ADMIN)".into(),
+            },
+            _ => e.into(),
+        }),
+    }
+}
+
+/// The namespace init's life: reap whatever dies, end with the root's status.
+fn reap_until(root: i32) -> ! {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == root => exit_now(code),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == root => exit_now(128 + sig as i32),
+            Err(nix::errno::Errno::ECHILD) => exit_now(0),
+            _ => {}
+        }
+    }
+}
