@@ -168,3 +168,42 @@ fn pid_ns_keeps_the_pid_while_the_original_still_holds_it() {
     // The init ends with the root; it was ours (subreaper) once the restorer exited.
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(init), None);
 }
+
+#[test]
+fn a_process_group_whose_leader_is_gone_keeps_its_id() {
+    let dir = TestDir::new("orphangroup");
+    let prog = build_c("orphan_group.c", &[]);
+    let log = dir.join("b.log");
+    let mut b;
+    let mut parent = Proc::spawn(&prog, &[&dir.s("")], &dir, "parent");
+    wait_until("pids file", TIMEOUT, || {
+        fs::read_to_string(dir.join("pids")).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let ids: Vec<i32> = fs::read_to_string(dir.join("pids"))
+        .expect("pids")
+        .split_whitespace()
+        .map(|x| x.parse().expect("pid"))
+        .collect();
+    let (pa, pb) = (ids[0], ids[1]);
+    wait_lines(&log, 5);
+    assert_eq!(stat(pb).2, pa, "B is in the group of A, which is gone");
+    assert!(!pid_exists(pa), "A was reaped");
+    let img = dir.join("img");
+    dump(parent.pid, &img, &[]).ok("dump");
+    parent.reap();
+    reap_orphan(pb);
+    let n = assert_consecutive(&log);
+    let restored = restore_ok(&img, &[]);
+    b = Proc::adopt(pb);
+    wait_lines(&log, n + 10);
+    assert_consecutive(&log);
+    let (_, ppid, pgid, _) = stat(pb);
+    assert_eq!(
+        (ppid, pgid),
+        (restored.pid, pa),
+        "B is back under its parent, in A's group"
+    );
+    assert!(!pid_exists(pa), "the placeholder leader is gone again");
+    drop(restored);
+    b.kill();
+}

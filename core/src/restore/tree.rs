@@ -94,6 +94,67 @@ fn fork_node(
     }
 }
 
+/// Fork the children of `node`. A group whose leader is no longer in the tree (it
+/// exited and was reaped) is recreated with a placeholder leader holding the original
+/// group id while the members join it (the parent sets each new child's group itself,
+/// so it is done before the placeholder goes); then the placeholder is killed and reaped.
+fn fork_children(
+    plan: &Plan<'_>,
+    node: &TreeNode,
+    pipeline: &Pipeline,
+    board: &SharedBoard,
+    known: &mut HashMap<i32, i32>,
+) -> Result<()> {
+    let children = plan.children(node.pid);
+    let mut placeholders: Vec<(i32, i32)> = Vec::new();
+    for c in &children {
+        let leader_gone = c.pgid != c.pid
+            && c.sid != c.pid
+            && c.pgid != node.pgid
+            && !plan.nodes.iter().any(|n| n.pid == c.pgid)
+            && !known.contains_key(&c.pgid);
+        if leader_gone && !placeholders.iter().any(|(g, _)| *g == c.pgid) {
+            let pid = fork_placeholder(plan.keep_pids.then_some(c.pgid))?;
+            known.insert(c.pgid, pid);
+            placeholders.push((c.pgid, pid));
+        }
+    }
+    let done = (|| -> Result<()> {
+        for c in children {
+            let pid = fork_node(plan, c, pipeline, board, known)?;
+            if let Some(&(group, leader)) = placeholders.iter().find(|(g, _)| *g == c.pgid) {
+                nix::unistd::setpgid(Pid::from_raw(pid), Pid::from_raw(leader)).map_err(|e| {
+                    Error::Restore(format!("putting {} into process group {group}: {e}", c.pid))
+                })?;
+            }
+        }
+        Ok(())
+    })();
+    for (_, p) in placeholders {
+        let _ = nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(p), None);
+    }
+    done
+}
+
+/// A process that only leads a process group (its pid is the group id) until killed.
+fn fork_placeholder(pid: Option<i32>) -> Result<i32> {
+    match clone3_fork(pid) {
+        Ok(ForkOutcome::Child) => {
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        Ok(ForkOutcome::Parent { child }) => {
+            nix::unistd::setpgid(Pid::from_raw(child), Pid::from_raw(child))
+                .map_err(|e| Error::Restore(format!("making {child} a group leader: {e}")))?;
+            Ok(child)
+        }
+        Err(e) => Err(fork_error(e, pid.unwrap_or(0))),
+    }
+}
+
 fn in_child(
     plan: &Plan<'_>,
     node: &TreeNode,
@@ -119,9 +180,7 @@ fn in_child(
         for p in pipeline {
             p.restore_before_fork(&view, node.pid)?;
         }
-        for c in plan.children(node.pid) {
-            fork_node(plan, c, pipeline, board, &mut known)?;
-        }
+        fork_children(plan, node, pipeline, board, &mut known)?;
         let proc = plan
             .proc_of(node.pid)
             .ok_or_else(|| Error::Restore(format!("no record for process {}", node.pid)))?;
