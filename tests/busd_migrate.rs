@@ -1,6 +1,6 @@
 //! Migration between two spiritd "hosts" (network + mount namespaces, see
 //! busd_common::hosts): there and back with busctl and `spirit migrate`, peers that are
-//! not trusted, and faults (a restore failing on the target, the target daemon killed
+//! not trusted, targets that refuse early (short of memory, files missing), and faults (a restore failing on the target, the target daemon killed
 //! mid-stream, the link cut) that must each leave the source process running.
 //!
 //! Both hosts share one kernel, so the original pid is still taken (by the frozen
@@ -179,6 +179,88 @@ fn untrusted_peers_are_refused_before_anything_is_sent() {
     assert!(!procs.exited(pid));
     assert!(wait_growth(&log, 5, T), "the source stopped counting");
     assert_continuous(&log, 8);
+}
+
+/// A counter on A whose migration B refuses before anything is frozen: the job fails
+/// with B's reason (each of `expect`), B starts no incoming job, and the counter never
+/// stopped (no gap, and it was never traced).
+fn refused_early(b_extra: &str, exe_in_private_tmp: bool, expect: &[&str]) {
+    init();
+    if !can_make_hosts() {
+        return;
+    }
+    let h = Hosts::new_full(true, &[], 3, b_extra);
+    let mut procs = Procs::default();
+    let log = h.dir.path().join("count.log");
+    let mut cmd = if exe_in_private_tmp {
+        // The program itself lives in A's own /tmp: it is missing on B.
+        let da = h.da.as_ref().unwrap().pid();
+        std::fs::copy(counter(), format!("/proc/{da}/root/tmp/counter")).unwrap();
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", h.a.ns))
+            .arg(format!("--mount=/proc/{da}/ns/mnt"))
+            .arg("--")
+            .arg("/tmp/counter");
+        c
+    } else {
+        h.a.cmd(&counter())
+    };
+    cmd.arg(&log)
+        .arg("20")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let pid = procs.spawn(cmd);
+    assert!(wait_growth(&log, 5, T), "the counter does not run");
+
+    let job = migrate(&h.bus_a.address, pid, "b");
+    assert_eq!(wait_job(&h.bus_a.address, &job, T), "failed");
+    let e = job_error(&h.bus_a.address, &job);
+    eprintln!("the refused migration says: {e}");
+    assert!(e.contains("peer b refused"), "{e}");
+    assert!(
+        e.contains(&format!("the process {pid} was not stopped")),
+        "{e}"
+    );
+    for want in expect {
+        assert!(e.contains(want), "error {e:?} lacks {want:?}");
+    }
+    assert!(
+        h.log_b().contains("refused a migration"),
+        "B's log: {}",
+        h.log_b()
+    );
+    let jobs_b = busctl(
+        &h.bus_b.address,
+        None,
+        &["call", DEST, MANAGER, MGR_IFACE, "ListJobs"],
+    );
+    assert!(!jobs_b.stdout.contains("incoming"), "{}", jobs_b.stdout);
+    // Never frozen: no tracer ever attached, and it counts on without a gap.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("TracerPid:\t0"), "{status}");
+    assert!(!procs.exited(pid));
+    assert!(wait_growth(&log, 5, T), "the counter stopped");
+    assert_continuous(&log, 10);
+}
+
+#[test]
+fn a_target_short_of_memory_refuses_before_the_source_is_frozen() {
+    // More memory to keep free than any machine has: B's MemAvailable check refuses.
+    refused_early(
+        "[limits]\nkeep_free_mib = 1000000000\n",
+        false,
+        &["not enough free memory", "MemAvailable", "keep_free_mib"],
+    );
+}
+
+#[test]
+fn files_missing_on_the_target_are_named_before_the_source_is_frozen() {
+    refused_early(
+        "",
+        true,
+        &["/tmp/counter (missing", "missing or different on this host"],
+    );
 }
 
 /// Start a counter on A, migrate it to B, break something; the job must fail and

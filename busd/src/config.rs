@@ -49,6 +49,10 @@ pub struct Limits {
     /// exists here).
     #[serde(default)]
     pub allowed_users: Vec<String>,
+    /// Memory (MiB) an incoming migration must leave available: one whose pages
+    /// exceed `MemAvailable` minus this is refused before the source is frozen.
+    #[serde(default = "default_keep_free_mib")]
+    pub keep_free_mib: u64,
 }
 
 /// A trusted peer daemon.
@@ -78,6 +82,9 @@ fn default_max_jobs() -> usize {
 fn default_max_incoming() -> usize {
     2
 }
+fn default_keep_free_mib() -> u64 {
+    64
+}
 
 impl Default for Limits {
     fn default() -> Limits {
@@ -85,6 +92,7 @@ impl Default for Limits {
             max_jobs: default_max_jobs(),
             max_incoming: default_max_incoming(),
             allowed_users: Vec::new(),
+            keep_free_mib: default_keep_free_mib(),
         }
     }
 }

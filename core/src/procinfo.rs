@@ -67,7 +67,7 @@ pub(crate) fn tree_stat(pid: i32) -> Result<TreeStat> {
 }
 
 /// Children of every thread of `pid`.
-pub(crate) fn children(pid: i32) -> Result<Vec<i32>> {
+pub fn children(pid: i32) -> Result<Vec<i32>> {
     let mut out = Vec::new();
     for tid in threads(pid)? {
         let path = format!("/proc/{pid}/task/{tid}/children");
@@ -140,7 +140,7 @@ pub(crate) fn creds(pid: i32) -> Result<Creds> {
 
 /// Identity of the executable and of every mapped file, taken from the files the
 /// process really has (through /proc links), named by their paths.
-pub(crate) fn file_ids(pid: i32, exe: &str, vmas: &[Vma]) -> Vec<FileId> {
+pub fn file_ids(pid: i32, exe: &str, vmas: &[Vma]) -> Vec<FileId> {
     let mut out: Vec<FileId> = Vec::new();
     let mut add = |path: &str, via: String| {
         if out.iter().any(|f| f.path == path) {

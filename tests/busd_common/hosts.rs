@@ -177,6 +177,16 @@ impl Hosts {
         extra_a_peers: &[(&str, &str, &str)],
         link_timeout: u64,
     ) -> Hosts {
+        Hosts::new_full(b_trusts_a, extra_a_peers, link_timeout, "")
+    }
+
+    /// `b_extra`: more configuration for b (e.g. a `[limits]` table).
+    pub fn new_full(
+        b_trusts_a: bool,
+        extra_a_peers: &[(&str, &str, &str)],
+        link_timeout: u64,
+        b_extra: &str,
+    ) -> Hosts {
         // Outside /tmp: each host mounts its own /tmp.
         let dir = tempfile::Builder::new()
             .prefix("busd-mig-")
@@ -197,7 +207,7 @@ impl Hosts {
         } else {
             vec![]
         };
-        let db = b.start(&bus_b, &b.config(&pb));
+        let db = b.start(&bus_b, &format!("{}\n{b_extra}", b.config(&pb)));
         Hosts {
             da: Some(da),
             db: Some(db),

@@ -6,8 +6,10 @@
 //! static keys, and a key not pinned in the configuration ends the connection before
 //! any request or image byte is read. After it, every frame is encrypted.
 //!
-//! Migration: the source (`source`, a `migrate` job) sends a request, the target
-//! (`target`, an `incoming` job) accepts or refuses by its policy, then the image
+//! Migration: the source (`source`, a `migrate` job) sends a request with the size of
+//! the tree's pages and the files it needs (`survey`), the target (`target`, an
+//! `incoming` job) accepts or refuses by its policy (users, concurrent incoming, free
+//! memory, files missing or different), then the image
 //! streams from `spirit dump -o -` on the frozen source straight into
 //! `spirit restore -` on the target, the target confirms the process runs, and only
 //! then the source tells its dump worker to end the original (`k` on its verdict fd).
@@ -15,6 +17,7 @@
 mod keys;
 mod link;
 mod source;
+pub mod survey;
 mod target;
 
 pub use keys::{load_or_create, parse_key, Keypair};
@@ -28,12 +31,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Msg {
-    /// Source → target: please take this process.
+    /// Source → target: please take this process (its tree holds `page_bytes` of
+    /// pages and needs `files`; see `survey`).
     Migrate {
         pid: u32,
         comm: String,
         user: String,
         uid: u32,
+        #[serde(default)]
+        page_bytes: u64,
+        #[serde(default)]
+        files: Vec<survey::NeededFile>,
     },
     /// Target → source: send the image.
     Accept,

@@ -1,11 +1,12 @@
-//! The source side of a migration (a `migrate` job): link to the peer, ask, stream
+//! The source side of a migration (a `migrate` job): survey the running tree (pages,
+//! needed files), link to the peer, ask, stream
 //! the image from a `spirit dump PID -o - --verdict-fd 0` worker, and end the original
 //! only after the peer confirmed. Until then the worker holds the process frozen; if
 //! the job fails at any point, the worker's stdin (its verdict fd) closes without a
 //! `k` and the process resumes untouched.
 
 use super::link::{describe, Frame, Link, CHUNK};
-use super::Msg;
+use super::{survey, Msg};
 use crate::auth::Identity;
 use crate::config::Peer;
 use crate::job::{JobHandle, ResultMap, Val};
@@ -30,6 +31,8 @@ pub fn migrate(
 ) -> Result<ResultMap, String> {
     let started = Instant::now();
     let ctx = job.ctx();
+    // What the peer needs to know to accept or refuse, taken while the tree runs.
+    let survey = survey::survey(pid)?;
     let mut link = Link::connect(&ctx.key, peer, ctx.cfg.link_timeout())?;
     if let Some(b) = link.breaker() {
         job.set_canceller(Some(Box::new(move || {
@@ -43,11 +46,17 @@ pub fn migrate(
         comm: comm(pid),
         user: who.name.clone(),
         uid: who.uid,
+        page_bytes: survey.page_bytes,
+        files: survey.files,
     })
     .map_err(lost)?;
     match link.recv_msg().map_err(lost)? {
         Msg::Accept => {}
-        Msg::Refuse { reason } => return Err(format!("peer {name} refused: {reason}")),
+        Msg::Refuse { reason } => {
+            return Err(format!(
+                "peer {name} refused: {reason}; the process {pid} was not stopped"
+            ))
+        }
         m => return Err(format!("peer {name} answered {m:?} to a migration request")),
     }
 

@@ -1,11 +1,13 @@
 //! The target side of a migration: accept links from configured peers, apply the
-//! policy (allowed users, concurrent incoming limit), and run each accepted migration
+//! policy (allowed users, the files the process needs, free memory, concurrent
+//! incoming limit), and run each accepted migration
 //! as an `incoming` job: image frames go straight into the stdin of a
 //! `spirit restore - --detach --new-pid` worker, and its outcome goes back to the
 //! source. `--new-pid` because the original pid is still taken while the source
 //! holds the process frozen (on one kernel, or if pids collide across hosts).
 
 use super::link::{describe, Frame, Link};
+use super::survey::{self, NeededFile};
 use super::Msg;
 use crate::auth::Identity;
 use crate::error::StartError;
@@ -63,16 +65,42 @@ fn admit(ctx: &Ctx, user: &str, uid: u32) -> Result<Identity, String> {
     Identity::of_name(user).ok_or_else(|| format!("there is no user {user:?} on this host"))
 }
 
+/// Can this host take a tree with `page_bytes` of pages that needs `files`?
+fn fits(ctx: &Ctx, page_bytes: u64, files: &[NeededFile]) -> Result<(), String> {
+    let bad = survey::check_files(files);
+    if !bad.is_empty() {
+        return Err(format!(
+            "{} file{} the process needs {} missing or different on this host: {} (install {} here, the same version as on the source)",
+            bad.len(),
+            if bad.len() == 1 { "" } else { "s" },
+            if bad.len() == 1 { "is" } else { "are" },
+            bad.join(", "),
+            if bad.len() == 1 { "it" } else { "them" },
+        ));
+    }
+    let meminfo = std::fs::read_to_string("/proc/meminfo")
+        .map_err(|e| format!("cannot read /proc/meminfo to check free memory: {e}"))?;
+    let available = survey::mem_available(&meminfo)
+        .ok_or_else(|| "/proc/meminfo has no MemAvailable line".to_string())?;
+    survey::check_memory(
+        page_bytes,
+        available,
+        ctx.cfg.limits.keep_free_mib.saturating_mul(1 << 20),
+    )
+}
+
 fn serve(ctx: Arc<Ctx>, mut link: Link) {
     let peer = link.peer_name.clone();
     let addr = link.peer_addr;
-    let (pid, comm, user, uid) = match link.recv_msg() {
+    let (pid, comm, user, uid, page_bytes, files) = match link.recv_msg() {
         Ok(Msg::Migrate {
             pid,
             comm,
             user,
             uid,
-        }) => (pid, comm, user, uid),
+            page_bytes,
+            files,
+        }) => (pid, comm, user, uid, page_bytes, files),
         Ok(m) => return tracing::warn!("peer {peer}: unexpected first message {m:?}"),
         Err(e) => return tracing::warn!("peer {peer}: link broken before a request: {e}"),
     };
@@ -86,6 +114,9 @@ fn serve(ctx: Arc<Ctx>, mut link: Link) {
         Ok(w) => w,
         Err(reason) => return refuse(&mut link, reason),
     };
+    if let Err(reason) = fits(&ctx, page_bytes, &files) {
+        return refuse(&mut link, reason);
+    }
     let max = ctx.cfg.limits.max_incoming;
     if ctx.incoming.fetch_add(1, Ordering::SeqCst) >= max {
         ctx.incoming.fetch_sub(1, Ordering::SeqCst);
