@@ -38,6 +38,7 @@ mod files_capnp {
 mod dump;
 mod restore;
 mod section;
+mod shared;
 
 use section::{FdKind, FdRecord, FilesSection};
 use serde_json::{json, Map, Value};
@@ -50,10 +51,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 pub struct FilesPlugin;
 
 const VERSION: u32 = 1;
+const NAME: &str = "files";
 
 impl Plugin for FilesPlugin {
     fn name(&self) -> &'static str {
-        "files"
+        NAME
     }
 
     fn version(&self) -> u32 {
@@ -61,7 +63,8 @@ impl Plugin for FilesPlugin {
     }
 
     fn dump(&self, ctx: &mut DumpCtx<'_>) -> Result<Option<Vec<u8>>> {
-        let sec = dump::collect(ctx.remote.pid, ctx.fds)?;
+        let pid = ctx.remote.pid;
+        let sec = shared::with_dump_tree(pid, |tree| dump::collect(pid, ctx.fds, tree))?;
         Ok(Some(sec.encode()))
     }
 
@@ -99,13 +102,19 @@ impl Plugin for FilesPlugin {
         Ok(())
     }
 
+    fn restore_before_fork(&self, tree: &TreeView<'_>, pid: i32) -> Result<()> {
+        shared::before_fork(tree, pid)
+    }
+
     fn restore_in_child(
         &self,
-        _tree: &TreeView<'_>,
-        _p: &spirit_core::model::ProcessImage,
+        tree: &TreeView<'_>,
+        p: &spirit_core::model::ProcessImage,
         data: &[u8],
     ) -> Result<Vec<i32>> {
         let sec = FilesSection::decode(data)?;
+        let plan = shared::plan(tree)?;
+        let (shared, inherited) = shared::for_process(&plan, tree, p.pid, &sec);
         if sec.root != "/" {
             nix::unistd::chroot(sec.root.as_str())
                 .map_err(|e| Error::Restore(format!("chroot {}: {e}", sec.root)))?;
@@ -113,7 +122,7 @@ impl Plugin for FilesPlugin {
         nix::unistd::chdir(sec.cwd.as_str())
             .map_err(|e| Error::Restore(format!("chdir {}: {e}", sec.cwd)))?;
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(sec.umask));
-        restore::restore(&sec)
+        restore::restore(&sec, &shared, &inherited)
     }
 
     fn show(&self, data: &[u8]) -> Result<Value> {
@@ -186,8 +195,10 @@ fn show_fd(f: &FdRecord) -> Value {
     put("kind", serde_json::to_value(f.kind).unwrap_or(Value::Null));
     put("flags", json!(f.flags));
     put("cloexec", json!(f.cloexec));
-    if let Some(d) = f.dup_of {
-        put("dup_of", json!(d));
+    match f.dup_of {
+        Some(d) => put("dup_of", json!(d)),
+        None if f.desc_id != 0 => put("desc", json!(f.desc_id)),
+        None => {}
     }
     match f.kind {
         FdKind::Regular | FdKind::Directory | FdKind::CharDevice | FdKind::Fifo => {
@@ -205,6 +216,12 @@ fn show_fd(f: &FdRecord) -> Value {
         }
         FdKind::Pipe => {
             put("pipe", json!(f.object_id));
+            let end = match f.flags as i32 & libc::O_ACCMODE {
+                libc::O_RDONLY => "read",
+                libc::O_WRONLY => "write",
+                _ => "read+write",
+            };
+            put("end", json!(end));
             put("capacity", json!(f.pipe_size));
             put("in_flight", json!(f.data.len()));
         }
