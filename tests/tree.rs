@@ -118,3 +118,92 @@ fn a_tree_with_sessions_groups_and_a_zombie_comes_back_whole() {
     a.kill();
     c.kill();
 }
+
+/// NSpid of a process: its pid here, then inside each nested pid namespace.
+fn nspid(pid: i32) -> Vec<i32> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    s.lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .map(|v| {
+            v.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn pid_ns_keeps_the_pid_while_the_original_still_holds_it() {
+    let dir = TestDir::new("pidns");
+    let prog = build_c("counter.c", &[]);
+    let log = dir.join("log");
+    let mut orig = Proc::spawn(&prog, &[&dir.s("log"), "10"], &dir, "counter");
+    wait_lines(&log, 5);
+    let img = dir.join("img");
+    dump(orig.pid, &img, &["--leave-running"]).ok("dump, leaving the original running");
+    // Without --pid-ns the pid is taken, and the message says what to do.
+    let (run, _) = restore(&img, &["--allow-changed-files"]);
+    run.fails(10, &["--pid-ns", "--new-pid"], "restore onto a taken pid");
+    let copy = restore_ok(&img, &["--pid-ns", "--allow-changed-files"]);
+    assert_ne!(
+        copy.pid, orig.pid,
+        "seen from here the copy has another pid"
+    );
+    assert_eq!(
+        nspid(copy.pid).last(),
+        Some(&orig.pid),
+        "inside its namespace the copy has the original pid"
+    );
+    let init = parent_of(copy.pid).expect("the copy has a parent");
+    assert_eq!(
+        nspid(init).last(),
+        Some(&1),
+        "its parent is the namespace's init"
+    );
+    orig.kill();
+    let n = log_lines(&log).len();
+    wait_lines(&log, n + 10);
+    assert!(copy.alive(), "the copy runs on after the original is gone");
+    drop(copy);
+    // The init ends with the root; it was ours (subreaper) once the restorer exited.
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(init), None);
+}
+
+#[test]
+fn a_process_group_whose_leader_is_gone_keeps_its_id() {
+    let dir = TestDir::new("orphangroup");
+    let prog = build_c("orphan_group.c", &[]);
+    let log = dir.join("b.log");
+    let mut b;
+    let mut parent = Proc::spawn(&prog, &[&dir.s("")], &dir, "parent");
+    wait_until("pids file", TIMEOUT, || {
+        fs::read_to_string(dir.join("pids")).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let ids: Vec<i32> = fs::read_to_string(dir.join("pids"))
+        .expect("pids")
+        .split_whitespace()
+        .map(|x| x.parse().expect("pid"))
+        .collect();
+    let (pa, pb) = (ids[0], ids[1]);
+    wait_lines(&log, 5);
+    assert_eq!(stat(pb).2, pa, "B is in the group of A, which is gone");
+    assert!(!pid_exists(pa), "A was reaped");
+    let img = dir.join("img");
+    dump(parent.pid, &img, &[]).ok("dump");
+    parent.reap();
+    reap_orphan(pb);
+    let n = assert_consecutive(&log);
+    let restored = restore_ok(&img, &[]);
+    b = Proc::adopt(pb);
+    wait_lines(&log, n + 10);
+    assert_consecutive(&log);
+    let (_, ppid, pgid, _) = stat(pb);
+    assert_eq!(
+        (ppid, pgid),
+        (restored.pid, pa),
+        "B is back under its parent, in A's group"
+    );
+    assert!(!pid_exists(pa), "the placeholder leader is gone again");
+    drop(restored);
+    b.kill();
+}

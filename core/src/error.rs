@@ -49,7 +49,7 @@ pub enum Error {
     #[error("this CPU cannot run the checkpointed process: it lacks {missing} (image taken on \"{image_cpu}\")")]
     CpuMismatch { missing: String, image_cpu: String },
 
-    #[error("pid {pid} is in use on this host; the restore needs it free to keep the original pids: pass --new-pid to restore with fresh pids")]
+    #[error("pid {pid} is in use on this host; the restore needs it free to keep the original pids: pass --pid-ns to restore into a new pid namespace keeping them, or --new-pid for fresh pids")]
     PidInUse { pid: i32 },
 
     #[error("{path}: {what}")]

@@ -34,6 +34,11 @@ pub enum ForkOutcome {
 /// In the child, glibc's cached thread id is the parent's: use raw `getpid()` and
 /// `kill()` there, never `raise()`.
 pub fn clone3_fork(set_tid: Option<i32>) -> Result<ForkOutcome> {
+    clone3_fork_with(set_tid, false)
+}
+
+/// [`clone3_fork`], optionally into a new pid namespace (the child is its init, pid 1).
+pub fn clone3_fork_with(set_tid: Option<i32>, new_pid_ns: bool) -> Result<ForkOutcome> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     if !status
         .lines()
@@ -46,6 +51,11 @@ pub fn clone3_fork(set_tid: Option<i32>) -> Result<ForkOutcome> {
     }
     let tid_arr = [set_tid.unwrap_or(0) as libc::pid_t];
     let args = CloneArgs {
+        flags: if new_pid_ns {
+            libc::CLONE_NEWPID as u64
+        } else {
+            0
+        },
         exit_signal: libc::SIGCHLD as u64,
         set_tid: if set_tid.is_some() {
             tid_arr.as_ptr() as u64

@@ -53,6 +53,10 @@ enum Cmd {
         /// Give the process fresh pid and tids instead of the original ones.
         #[arg(long)]
         new_pid: bool,
+        /// Restore into a new pid namespace (under a small init), so every process keeps
+        /// its pid even where those pids are taken on this host.
+        #[arg(long, conflicts_with = "new_pid")]
+        pid_ns: bool,
         /// Restore even if the executable, a mapped library or an open file changed
         /// since the checkpoint (the default refuses, naming the file).
         #[arg(long)]
@@ -106,16 +110,18 @@ fn main() {
             detach,
             pidfile,
             new_pid,
+            pid_ns,
             workers,
             allow_changed_files,
-        } => spirit::cli::restore(
-            &image,
+        } => spirit::cli::restore(spirit::cli::RestoreArgs {
+            image,
             detach,
-            pidfile.as_deref(),
+            pidfile,
             new_pid,
+            pid_ns,
             workers,
             allow_changed_files,
-        ),
+        }),
         Cmd::Show { image, json } => spirit::cli::show(&image, json),
         Cmd::Check { json } => spirit::cli::check(json),
         Cmd::Client(c) => spirit::cli::client(c),

@@ -212,14 +212,19 @@ fn dump_to_file(
     })
 }
 
-pub fn restore(
-    image: &Path,
-    detach: bool,
-    pidfile: Option<&Path>,
-    new_pid: bool,
-    workers: usize,
-    allow_changed_files: bool,
-) -> i32 {
+/// Arguments of `spirit restore`.
+pub struct RestoreArgs {
+    pub image: std::path::PathBuf,
+    pub detach: bool,
+    pub pidfile: Option<std::path::PathBuf>,
+    pub new_pid: bool,
+    pub pid_ns: bool,
+    pub workers: usize,
+    pub allow_changed_files: bool,
+}
+
+pub fn restore(a: RestoreArgs) -> i32 {
+    let image = a.image.as_path();
     let _ = spirit_kmod::ignore_signal(libc::SIGPIPE);
     let name = image.display().to_string();
     let src: Box<dyn Read> = if image == Path::new("-") {
@@ -231,11 +236,12 @@ pub fn restore(
         }
     };
     let opts = RestoreOptions {
-        new_pid,
-        workers,
+        new_pid: a.new_pid,
+        pid_ns: a.pid_ns,
+        workers: a.workers,
         // From a pipe, the writer may still hold the pid until the image is complete.
         wait_for_pid: (image == Path::new("-")).then_some(std::time::Duration::from_secs(10)),
-        allow_changed_files,
+        allow_changed_files: a.allow_changed_files,
     };
     let pipeline = default_pipeline();
     let restored = match spirit_core::restore::restore(
@@ -247,7 +253,7 @@ pub fn restore(
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    if let Some(p) = pidfile {
+    if let Some(p) = &a.pidfile {
         if let Err(e) = std::fs::write(p, format!("{}\n", restored.pid)) {
             eprintln!(
                 "spirit: warning: cannot write pid file {}: {e}",
@@ -255,7 +261,7 @@ pub fn restore(
             );
         }
     }
-    if detach {
+    if a.detach {
         println!("{}", restored.pid);
         let _ = std::io::stdout().flush();
         return 0;
@@ -268,12 +274,12 @@ pub fn restore(
         mib(restored.page_bytes),
         restored.total.as_millis()
     );
-    wait_forwarding(restored.pid)
+    wait_forwarding(restored.waiter, restored.pid)
 }
 
 /// Wait for the restored process like a shell waits for a program: terminating signals
 /// sent to us go to it, and its exit status becomes ours (128+N if killed by signal N).
-fn wait_forwarding(pid: i32) -> i32 {
+fn wait_forwarding(waiter: i32, pid: i32) -> i32 {
     let set = terminating_signals();
     let _ = signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
     std::thread::spawn(move || loop {
@@ -282,7 +288,7 @@ fn wait_forwarding(pid: i32) -> i32 {
         }
     });
     loop {
-        match waitpid(Pid::from_raw(pid), None) {
+        match waitpid(Pid::from_raw(waiter), None) {
             Ok(WaitStatus::Exited(_, code)) => return code,
             Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
             Ok(_) => continue,

@@ -21,6 +21,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use spirit_kmod::{SharedBoard, Slot, Tracee};
+use std::collections::HashMap;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
@@ -36,12 +37,18 @@ pub struct RestoreOptions {
     pub wait_for_pid: Option<Duration>,
     /// Restore even if files the process uses changed since the checkpoint.
     pub allow_changed_files: bool,
+    /// Restore into a new pid namespace, under a small init of spirit's, so every
+    /// process keeps its pid even where those pids are taken on this host.
+    pub pid_ns: bool,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Restored {
-    /// The root process of the restored tree (a child of the caller).
+    /// The root process of the restored tree (its pid as seen by the caller).
     pub pid: i32,
+    /// The caller's child to wait for: the root, or with `pid_ns` the namespace's init,
+    /// which ends with the root's status.
+    pub waiter: i32,
     pub processes: usize,
     pub threads: usize,
     pub page_bytes: u64,
@@ -79,7 +86,7 @@ pub fn restore<R: Read>(
         check_owner(proc)?;
         prepare(proc, pipeline, opts.allow_changed_files)?;
     }
-    if !opts.new_pid {
+    if !opts.new_pid && !opts.pid_ns {
         wait_for_free_ids(&nodes, &procs, &mut rd, opts.wait_for_pid)?;
     }
     let plan = tree::Plan {
@@ -90,17 +97,25 @@ pub fn restore<R: Read>(
     let board = SharedBoard::new(nodes.len())?;
     // Orphans of a failed build come to us to be reaped, not to a PID 1 that may not reap.
     let _ = spirit_kmod::set_child_subreaper();
-    let root = tree::spawn(&plan, pipeline, &board)?;
+    let spawned = if opts.pid_ns {
+        tree::spawn_in_pid_ns(&plan, pipeline, &board)?
+    } else {
+        tree::spawn(&plan, pipeline, &board)?
+    };
     let pending = match first_pages {
         Frame::End(_) => None,
         f => Some((f, std::mem::take(&mut buf))),
     };
     let built = build(
-        root, &plan, &header, &host, &mut rd, pending, opts, pipeline, &board,
+        spawned, &plan, &header, &host, &mut rd, pending, opts, pipeline, &board,
     );
     let _ = spirit_kmod::clear_child_subreaper();
     match built {
-        Ok(page_bytes) => {
+        Ok((root, page_bytes)) => {
+            if opts.pid_ns {
+                // The namespace's init may now outlive us.
+                release_init(spawned)?;
+            }
             for proc in &procs {
                 for p in pipeline {
                     if let Some(sec) = proc.section(p.name()) {
@@ -110,6 +125,7 @@ pub fn restore<R: Read>(
             }
             Ok(Restored {
                 pid: root,
+                waiter: spawned,
                 processes: procs.len(),
                 threads: procs.iter().map(|p| p.threads.len()).sum(),
                 page_bytes,
@@ -117,10 +133,25 @@ pub fn restore<R: Read>(
             })
         }
         Err(e) => {
-            tear_down(root, &plan, &board);
+            tear_down(spawned, &plan, &board);
             Err(e)
         }
     }
+}
+
+/// Clear the pid namespace init's PR_SET_PDEATHSIG (set while the restore could still
+/// fail), by one injected prctl.
+fn release_init(init: i32) -> Result<()> {
+    let mut t = Tracee::seize(init, init)?;
+    let gadget = spirit_kmod::find_syscall_gadget(init)?;
+    t.syscall_ok(
+        gadget,
+        libc::SYS_prctl,
+        &[libc::PR_SET_PDEATHSIG as u64, 0],
+        "prctl(PR_SET_PDEATHSIG) in the namespace init",
+    )?;
+    t.release()?;
+    Ok(())
 }
 
 /// Kill whatever of the tree exists and reap it: a failed restore leaves nothing.
@@ -192,7 +223,28 @@ fn tree_of(header: &Header, procs: &[ProcessImage], path: &str) -> Result<Vec<Tr
     Ok(nodes)
 }
 
-/// Wait until every process of the tree reports its in-child setup done.
+/// Pids as seen here of the descendants of `top` (a pid namespace's init), by their pid
+/// inside the namespace (`NSpid` in /proc/PID/status).
+fn outer_pids(top: i32) -> HashMap<i32, i32> {
+    let mut map = HashMap::new();
+    let mut queue = vec![top];
+    while let Some(p) = queue.pop() {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+        if let Some(inner) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|v| v.split_whitespace().last())
+            .and_then(|v| v.parse::<i32>().ok())
+        {
+            map.insert(inner, p);
+        }
+        queue.extend(crate::procinfo::children(p).unwrap_or_default());
+    }
+    map
+}
+
+/// Wait until every process of the tree reports its in-child setup done. Returns their
+/// pids as the board has them (inside the tree's pid namespace).
 fn wait_ready(root: i32, plan: &tree::Plan<'_>, board: &SharedBoard) -> Result<Vec<i32>> {
     let t0 = Instant::now();
     loop {
@@ -229,7 +281,7 @@ fn wait_ready(root: i32, plan: &tree::Plan<'_>, board: &SharedBoard) -> Result<V
 
 #[allow(clippy::too_many_arguments)]
 fn build<R: Read>(
-    root: i32,
+    spawned: i32,
     plan: &tree::Plan<'_>,
     header: &Header,
     host: &crate::model::CpuInfo,
@@ -238,8 +290,21 @@ fn build<R: Read>(
     opts: &RestoreOptions,
     pipeline: &Pipeline,
     board: &SharedBoard,
-) -> Result<u64> {
-    let live = wait_ready(root, plan, board)?;
+) -> Result<(i32, u64)> {
+    let inner = wait_ready(spawned, plan, board)?;
+    let live: Vec<i32> = if opts.pid_ns {
+        let map = outer_pids(spawned);
+        inner
+            .iter()
+            .map(|p| {
+                map.get(p).copied().ok_or_else(|| {
+                    Error::Restore(format!("process {p} of the new pid namespace not found"))
+                })
+            })
+            .collect::<Result<_>>()?
+    } else {
+        inner.clone()
+    };
     let procs: Vec<&ProcessImage> = plan
         .nodes
         .iter()
@@ -262,10 +327,12 @@ fn build<R: Read>(
         .collect();
     let page_bytes = memory::write_pages(rd, pending, &targets, opts.workers.max(1))?;
     let mut ready = Vec::with_capacity(live.len());
-    for ((mut main, proc), area) in mains.into_iter().zip(&procs).zip(areas) {
+    for (((mut main, proc), area), &pid_inside) in
+        mains.into_iter().zip(&procs).zip(areas).zip(&inner)
+    {
         memory::finish(&mut main, &area, proc)?;
         let pid = main.tid();
-        tasks::refresh_tid_cache(pid, &proc.threads[0], pid)?;
+        tasks::refresh_tid_cache(pid, &proc.threads[0], pid_inside)?;
         let mut threads = tasks::create_threads(main, &area, proc, plan.keep_pids)?;
         tasks::thread_state(&mut threads, &area, proc)?;
         tasks::credentials(&mut threads, &area, proc)?;
@@ -298,7 +365,7 @@ fn build<R: Read>(
     while let Some((threads, area, proc, final_sigmask)) = ready.pop() {
         tasks::release(threads, &area, proc, &header.cpu, host, &final_sigmask)?;
     }
-    Ok(page_bytes)
+    Ok((live[0], page_bytes))
 }
 
 /// Only root may restore another user's process (the restore would otherwise hand the

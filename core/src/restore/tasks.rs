@@ -58,8 +58,10 @@ pub(crate) fn create_threads(
             }
             Err(e) => return Err(e.into()),
         };
-        main.take_cloned();
-        made.push(Tracee::adopt_clone(pid, new_tid)?);
+        // The syscall returns the tid inside the process's pid namespace; ptrace
+        // reported it as we see it (they differ under --pid-ns).
+        let seen = main.take_cloned().last().copied().unwrap_or(new_tid);
+        made.push(Tracee::adopt_clone(pid, seen)?);
         refresh_tid_cache(pid, t, new_tid)?;
     }
     out.push(main);

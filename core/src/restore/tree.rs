@@ -94,6 +94,67 @@ fn fork_node(
     }
 }
 
+/// Fork the children of `node`. A group whose leader is no longer in the tree (it
+/// exited and was reaped) is recreated with a placeholder leader holding the original
+/// group id while the members join it (the parent sets each new child's group itself,
+/// so it is done before the placeholder goes); then the placeholder is killed and reaped.
+fn fork_children(
+    plan: &Plan<'_>,
+    node: &TreeNode,
+    pipeline: &Pipeline,
+    board: &SharedBoard,
+    known: &mut HashMap<i32, i32>,
+) -> Result<()> {
+    let children = plan.children(node.pid);
+    let mut placeholders: Vec<(i32, i32)> = Vec::new();
+    for c in &children {
+        let leader_gone = c.pgid != c.pid
+            && c.sid != c.pid
+            && c.pgid != node.pgid
+            && !plan.nodes.iter().any(|n| n.pid == c.pgid)
+            && !known.contains_key(&c.pgid);
+        if leader_gone && !placeholders.iter().any(|(g, _)| *g == c.pgid) {
+            let pid = fork_placeholder(plan.keep_pids.then_some(c.pgid))?;
+            known.insert(c.pgid, pid);
+            placeholders.push((c.pgid, pid));
+        }
+    }
+    let done = (|| -> Result<()> {
+        for c in children {
+            let pid = fork_node(plan, c, pipeline, board, known)?;
+            if let Some(&(group, leader)) = placeholders.iter().find(|(g, _)| *g == c.pgid) {
+                nix::unistd::setpgid(Pid::from_raw(pid), Pid::from_raw(leader)).map_err(|e| {
+                    Error::Restore(format!("putting {} into process group {group}: {e}", c.pid))
+                })?;
+            }
+        }
+        Ok(())
+    })();
+    for (_, p) in placeholders {
+        let _ = nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(p), None);
+    }
+    done
+}
+
+/// A process that only leads a process group (its pid is the group id) until killed.
+fn fork_placeholder(pid: Option<i32>) -> Result<i32> {
+    match clone3_fork(pid) {
+        Ok(ForkOutcome::Child) => {
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        Ok(ForkOutcome::Parent { child }) => {
+            nix::unistd::setpgid(Pid::from_raw(child), Pid::from_raw(child))
+                .map_err(|e| Error::Restore(format!("making {child} a group leader: {e}")))?;
+            Ok(child)
+        }
+        Err(e) => Err(fork_error(e, pid.unwrap_or(0))),
+    }
+}
+
 fn in_child(
     plan: &Plan<'_>,
     node: &TreeNode,
@@ -119,9 +180,7 @@ fn in_child(
         for p in pipeline {
             p.restore_before_fork(&view, node.pid)?;
         }
-        for c in plan.children(node.pid) {
-            fork_node(plan, c, pipeline, board, &mut known)?;
-        }
+        fork_children(plan, node, pipeline, board, &mut known)?;
         let proc = plan
             .proc_of(node.pid)
             .ok_or_else(|| Error::Restore(format!("no record for process {}", node.pid)))?;
@@ -166,4 +225,58 @@ fn identity(node: &TreeNode, known: &HashMap<i32, i32>, me: i32) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Fork an init for a new pid namespace (pid 1 there), which forks the root with its
+/// original pid inside the namespace and then reaps orphans until the root exits, ending
+/// with the root's status. Returns the init's pid (as seen here).
+pub(crate) fn spawn_in_pid_ns(
+    plan: &Plan<'_>,
+    pipeline: &Pipeline,
+    board: &SharedBoard,
+) -> Result<i32> {
+    let parent = getpid();
+    match spirit_kmod::clone3_fork_with(None, true) {
+        Ok(ForkOutcome::Child) => {
+            let started = (|| -> Result<i32> {
+                let _ = nix::sys::prctl::set_name(c"spirit-init");
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(|e| Error::Restore(format!("PR_SET_PDEATHSIG: {e}")))?;
+                if getppid() != parent && getppid().as_raw() != 0 {
+                    return Err(Error::Restore("the restorer went away".into()));
+                }
+                let mut known = HashMap::new();
+                fork_node(plan, &plan.nodes[0], pipeline, board, &mut known)
+            })();
+            let root = match started {
+                Ok(p) => p,
+                Err(e) => {
+                    board.failed(0, 1, e.exit_code(), &e.to_string());
+                    exit_now(e.exit_code())
+                }
+            };
+            let _ = spirit_kmod::close_fds_from(3);
+            reap_until(root)
+        }
+        Ok(ForkOutcome::Parent { child }) => Ok(child),
+        Err(e) => Err(match e.errno() {
+            Some(nix::errno::Errno::EPERM) => Error::RestoreNotPermitted {
+                reason: "a new pid namespace needs root (CAP_SYS_ADMIN)".into(),
+            },
+            _ => e.into(),
+        }),
+    }
+}
+
+/// The namespace init's life: reap whatever dies, end with the root's status.
+fn reap_until(root: i32) -> ! {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == root => exit_now(code),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == root => exit_now(128 + sig as i32),
+            Err(nix::errno::Errno::ECHILD) => exit_now(0),
+            _ => {}
+        }
+    }
 }

@@ -122,7 +122,8 @@ impl Plugin for SignalsPlugin {
                 "rt_sigaction",
             )?;
         }
-        let tgid = r.pid as u64;
+        // Ids as the process sees them (it may live in another pid namespace).
+        let tgid = r.syscall_ok(0, libc::SYS_getpid, &[], "getpid")? as u64;
         for (i, t) in sec.threads.iter().enumerate() {
             // SS_ONSTACK is the kernel's observation (the thread was running on the
             // altstack), not a flag one can set; the registers bring that back.
@@ -138,7 +139,7 @@ impl Plugin for SignalsPlugin {
             b.extend_from_slice(&(if disabled { 0 } else { t.altstack_size }).to_le_bytes());
             r.write(scratch, &b)?;
             r.syscall_ok(i, libc::SYS_sigaltstack, &[scratch, 0], "sigaltstack")?;
-            let tid = r.threads[i].tid() as u64;
+            let tid = r.syscall_ok(i, libc::SYS_gettid, &[], "gettid")? as u64;
             for info in &t.pending {
                 r.write(scratch, info)?;
                 r.syscall_ok(
