@@ -532,3 +532,132 @@ pub fn for_process(
         .collect();
     (shared, inherited)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spirit_core::model::{ProcessImage, Section, TreeNode};
+
+    fn node(pid: i32, ppid: i32) -> TreeNode {
+        TreeNode {
+            pid,
+            ppid,
+            threads: vec![pid],
+            pgid: 1,
+            sid: 1,
+            zombie: false,
+            exit_status: 0,
+        }
+    }
+
+    fn proc(pid: i32, fds: Vec<FdRecord>) -> ProcessImage {
+        let sec = FilesSection {
+            cwd: "/".into(),
+            root: "/".into(),
+            umask: 0o22,
+            fds,
+        };
+        ProcessImage {
+            pid,
+            sections: vec![Section {
+                plugin: crate::NAME.into(),
+                version: crate::VERSION,
+                data: sec.encode(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn pipe_end(fd: i32, write: bool, desc_id: u64) -> FdRecord {
+        FdRecord {
+            fd,
+            kind: FdKind::Pipe,
+            flags: if write { libc::O_WRONLY as u32 } else { 0 },
+            object_id: 77,
+            desc_id,
+            ..Default::default()
+        }
+    }
+
+    fn null(fd: i32, desc_id: u64) -> FdRecord {
+        FdRecord {
+            fd,
+            kind: FdKind::CharDevice,
+            path: "/dev/null".into(),
+            desc_id,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_pipe_between_siblings_is_made_by_their_parent() {
+        // 1 ─┬─ 2 (write end, fd 1)   1 holds no pipe end; 3 is a zombie.
+        //    ├─ 3 (zombie)
+        //    └─ 4 ── 5 (read end, fd 0; fd 9 its own /dev/null, and 4's fd 2)
+        let nodes = vec![node(1, 0), node(2, 1), node(3, 1), node(4, 1), node(5, 4)];
+        let procs = vec![
+            proc(1, vec![null(2, 1)]),
+            proc(2, vec![pipe_end(1, true, 2), null(2, 1)]),
+            proc(4, vec![null(2, 3)]),
+            proc(5, vec![pipe_end(0, false, 4), null(9, 3)]),
+        ];
+        let tree = TreeView {
+            nodes: &nodes,
+            procs: &procs,
+        };
+        let plan = compute(&tree, &tree.sections(crate::NAME), 0).unwrap();
+        let creators: Vec<(Key, i32)> = plan.groups.iter().map(|g| (g.key, g.creator)).collect();
+        assert_eq!(
+            creators,
+            vec![(Key::Desc(1), 1), (Key::Pipe(77), 1), (Key::Desc(3), 4)]
+        );
+        // Parked above fd 9, the highest number in the tree, in group order.
+        assert_eq!(plan.slots[&1], 10);
+        assert_eq!((plan.slots[&2], plan.slots[&4]), (11, 12));
+        assert_eq!(plan.slots[&3], 13);
+        assert_eq!(plan.end, 14);
+        let sec5 = FilesSection::decode(tree.sections(crate::NAME)[3].1).unwrap();
+        let (shared, inherited) = for_process(&plan, &tree, 5, &sec5);
+        assert_eq!(shared, HashMap::from([(0, 12), (9, 13)]));
+        assert_eq!(inherited, vec![10, 11, 12, 13]);
+        let sec2 = FilesSection::decode(tree.sections(crate::NAME)[1].1).unwrap();
+        let (_, inherited) = for_process(&plan, &tree, 2, &sec2);
+        assert_eq!(inherited, vec![10, 11, 12], "not 4's /dev/null");
+    }
+
+    #[test]
+    fn one_description_as_two_files_is_refused() {
+        let nodes = vec![node(1, 0), node(2, 1)];
+        let procs = vec![
+            proc(1, vec![pipe_end(3, true, 5)]),
+            proc(2, vec![null(3, 5)]),
+        ];
+        let tree = TreeView {
+            nodes: &nodes,
+            procs: &procs,
+        };
+        let e = compute(&tree, &tree.sections(crate::NAME), 0)
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("two different files"), "{e}");
+    }
+
+    #[test]
+    fn garbage_sections_are_errors() {
+        let nodes = vec![node(1, 0)];
+        let procs = vec![ProcessImage {
+            pid: 1,
+            sections: vec![Section {
+                plugin: crate::NAME.into(),
+                version: 1,
+                data: vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
+            }],
+            ..Default::default()
+        }];
+        let tree = TreeView {
+            nodes: &nodes,
+            procs: &procs,
+        };
+        assert!(plan(&tree).is_err());
+    }
+}
