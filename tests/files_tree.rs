@@ -85,6 +85,16 @@ fn parent_and_child_stream_through_a_pipe_with_data_in_flight() {
     wait_lines(&log, 200);
     let before = (fd_numbers(pp), fd_numbers(pc));
 
+    // The reader alone: its pipe's write end is outside the checkpointed tree.
+    let pcs = pc.to_string();
+    dump(pc, &dir.join("reader.spirit"), &[]).fails(
+        5,
+        &[&pcs, "fd 3", "pipe", "write end"],
+        "dump of the reader without its writer",
+    );
+    let seen = log_lines(&log).len();
+    wait_lines(&log, seen + 50);
+
     let img = dir.join("img.spirit");
     dump(parent.pid, &img, &[]).ok("dump the writer and its reader");
     parent.reap();
@@ -224,7 +234,7 @@ fn check_shared_log(log: &Path) -> (u64, u64) {
 }
 
 #[test]
-fn two_processes_keep_sharing_one_file_offset() {
+fn two_processes_keep_sharing_one_file_offset_under_new_pids() {
     let dir = TestDir::new("ftree-offset");
     let prog = build_c("files_tree_offset.c", &[]);
     let log = dir.join("shared.log");
@@ -245,8 +255,11 @@ fn two_processes_keep_sharing_one_file_offset() {
     assert_eq!(a["desc"], b["desc"], "one description: {a} {b}");
     assert_eq!(a["pos"], b["pos"]);
 
-    let root = restore_ok(&img, &[]);
-    let mut child = Proc::adopt(pc);
+    // New pids: the plan works on the image's pids, whatever the live ones are.
+    let root = restore_ok(&img, &["--new-pid"]);
+    let kids = children(root.pid);
+    assert_eq!(kids.len(), 1, "one child: {kids:?}");
+    let mut child = Proc::adopt(kids[0]);
     wait_until("both writers carry on", TIMEOUT, || {
         let (p, c) = check_shared_log(&log);
         p > p0 + 200 && c > c0 + 200
