@@ -279,7 +279,10 @@ pub fn restore(a: RestoreArgs) -> i32 {
 
 /// Wait for the restored process like a shell waits for a program: terminating signals
 /// sent to us go to it, and its exit status becomes ours (128+N if killed by signal N).
+/// Meanwhile we are the tree's subreaper: its orphans are reaped here, not left as
+/// zombies under a PID 1 that may not reap (KERNEL-NOTES).
 fn wait_forwarding(waiter: i32, pid: i32) -> i32 {
+    let _ = spirit_kmod::set_child_subreaper();
     let set = terminating_signals();
     let _ = signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
     std::thread::spawn(move || loop {
@@ -288,9 +291,9 @@ fn wait_forwarding(waiter: i32, pid: i32) -> i32 {
         }
     });
     loop {
-        match waitpid(Pid::from_raw(waiter), None) {
-            Ok(WaitStatus::Exited(_, code)) => return code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == waiter => return code,
+            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == waiter => return 128 + sig as i32,
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
