@@ -278,11 +278,3 @@ pub fn epoll_target_is_current(pid: i32, epfd: i32, tfd: i32) -> Result<bool> {
     Ok(check("kcmp(KCMP_EPOLL_TFD)", pid, ret)? == 0)
 }
 
-/// A duplicate, numbered `min` or above (`F_DUPFD_CLOEXEC`), of descriptor number `fd`
-/// of this process, which the caller does not own (e.g. one inherited at a number
-/// agreed on beforehand). Fails with EBADF if `fd` is not open.
-pub fn dup_raw_above(fd: RawFd, min: i32) -> Result<OwnedFd> {
-    // SAFETY: integers only; the result is a new descriptor.
-    let ret = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
-    owned("fcntl(F_DUPFD_CLOEXEC)", ret as i64)
-}
