@@ -13,7 +13,7 @@ enum FdKind {
   charDevice @1;
   directory @2;
   fifo @3;          # a named pipe reopened by path (data in flight not kept yet)
-  pipe @4;          # one end of a pipe whose both ends this process holds
+  pipe @4;          # one end of a pipe (`objectId`: its inode); both ends held in the tree
   deletedFile @5;   # a regular file unlinked while open: content in `data`
   memfd @6;         # name in `path` ("/memfd:NAME (deleted)"), content in `data`, `seals`
   eventfd @7;       # `counter`, `semaphore`
@@ -58,6 +58,10 @@ struct Fd {
   # Regular files up to 1 MiB: xxh3-64 of the content at checkpoint.
   hashed @26 :Bool;
   hash @27 :UInt64;
+  # Tree-wide identity of this open file description (owner records): records of
+  # different processes with the same id are one description, shared across fork (one
+  # offset, one set of status flags). 0: unknown (images before trees shared them).
+  descId @28 :UInt64;
 }
 
 struct EpollTarget {

@@ -3,6 +3,7 @@
 //! contents (pipe data in flight, deleted files, memfds) and locks are collected.
 
 use crate::section::{EpollTarget, FdKind, FdRecord, FilesSection, InotifyWatch, Lock, LockKind};
+use crate::shared::DumpTree;
 use spirit_core::plugin::FdEntry;
 use spirit_core::{Error, Result};
 use std::collections::HashMap;
@@ -93,8 +94,9 @@ fn content(pid: i32, fd: i32, limit: u64) -> Result<Option<Vec<u8>>> {
     Ok((buf.len() as u64 <= limit).then_some(buf))
 }
 
-/// Collect the files section of process `pid`, claiming the descriptors it covers.
-pub fn collect(pid: i32, fds: &mut [FdEntry]) -> Result<FilesSection> {
+/// Collect the files section of process `pid`, claiming the descriptors it covers;
+/// `tree` is what the dump of its tree knew before it.
+pub fn collect(pid: i32, fds: &mut [FdEntry], tree: &mut DumpTree) -> Result<FilesSection> {
     let link = |name: &str| {
         std::fs::read_link(format!("/proc/{pid}/{name}"))
             .map(|p| p.to_string_lossy().into_owned())
@@ -166,7 +168,8 @@ pub fn collect(pid: i32, fds: &mut [FdEntry]) -> Result<FilesSection> {
             _ => {}
         }
     }
-    pipes(pid, &mut sec.fds, &entries, &mut pidfd)?;
+    pipes(pid, &mut sec.fds, &entries, &mut pidfd, tree)?;
+    tree.assign_ids(pid, &mut sec.fds)?;
     Ok(sec)
 }
 
@@ -522,15 +525,17 @@ fn resolve_handle(pid: i32, sdev: u64, htype: i32, handle: &[u8], ino: u64) -> O
     None
 }
 
-/// Pipes: both ends must be held by this process (a pipe to another process is the
-/// tree's business); the data in flight is read without consuming it (`tee` from a copy
-/// of the read end taken with `pidfd_getfd` into a pipe of ours), stored on the first
-/// descriptor of the pipe, with the pipe's capacity.
+/// Pipes: each end must be held by a process of the tree (this one, among the
+/// descriptors it does not leave out, or another); the data in flight is read once per
+/// pipe, without consuming it (`tee` from a copy of a read end taken with `pidfd_getfd`,
+/// from this process or another of the tree), and stored on the pipe's first descriptor
+/// in dump order; every descriptor of the pipe records its capacity.
 fn pipes(
     pid: i32,
     recs: &mut [FdRecord],
     entries: &HashMap<i32, &FdEntry>,
     pidfd: &mut Option<std::os::fd::OwnedFd>,
+    tree: &mut DumpTree,
 ) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for i in 0..recs.len() {
@@ -538,45 +543,77 @@ fn pipes(
             continue;
         }
         let id = recs[i].object_id;
-        let ends = |write: bool| {
+        let acc = |r: &FdRecord| r.flags as i32 & libc::O_ACCMODE;
+        let mine = |write: bool| {
             recs.iter().find(|r| {
                 r.kind == FdKind::Pipe
                     && r.object_id == id
-                    && (r.flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32) == write
+                    && acc(r)
+                        != if write {
+                            libc::O_RDONLY
+                        } else {
+                            libc::O_WRONLY
+                        }
             })
         };
-        let (Some(reader), Some(_)) = (ends(false), ends(true)) else {
-            let missing = if ends(false).is_none() {
-                "read"
-            } else {
-                "write"
+        let ends = tree.pipe_ends.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+        for (write, name) in [(false, "read"), (true, "write")] {
+            if mine(write).is_some() {
+                continue;
+            }
+            let holds = |e: &&crate::shared::PipeEnd| if write { e.write } else { e.read };
+            if ends.iter().filter(holds).any(|e| e.pid != pid) {
+                continue;
+            }
+            let why = match ends.iter().filter(holds).find(|e| e.pid == pid) {
+                Some(e) => format!(
+                    "its {name} end, fd {}, is left out of the checkpoint; keep both ends or leave both out",
+                    e.fd
+                ),
+                None => format!(
+                    "its {name} end is held by no process of the tree (closed, or held outside it: checkpoint the process tree that holds both ends)"
+                ),
             };
             return Err(unsupported(
                 pid,
                 entries[&recs[i].fd],
-                &format!("one end of a pipe whose {missing} end this process does not hold (a pipe to another process: checkpoint the whole tree)"),
+                &format!("one end of a pipe (inode {id}): {why}"),
             ));
-        };
-        let reader_fd = reader.fd;
+        }
+        let any_fd = recs[i].fd;
         if pidfd.is_none() {
             *pidfd = Some(spirit_kmod::fd::pidfd_open(pid)?);
         }
-        let theirs = spirit_kmod::fd::pidfd_getfd(pidfd.as_ref().expect("set above"), reader_fd)
-            .map_err(|e| {
+        let getfd = |fd: i32| {
+            spirit_kmod::fd::pidfd_getfd(pidfd.as_ref().expect("set above"), fd).map_err(|e| {
                 dump_err(
                     pid,
-                    format!("fd {reader_fd}: taking a copy of the pipe with pidfd_getfd: {e}"),
+                    format!("fd {fd}: taking a copy of the pipe with pidfd_getfd: {e}"),
                 )
-            })?;
-        let (data, size) = peek_pipe(&theirs).map_err(|e| {
-            dump_err(
-                pid,
-                format!("fd {reader_fd}: reading the pipe's data in flight: {e}"),
-            )
-        })?;
-        let r = &mut recs[i];
-        r.data = data;
-        r.pipe_size = size;
+            })
+        };
+        let size = if tree.captured.contains(&id) {
+            pipe_size(&getfd(any_fd)?).map_err(|e| dump_err(pid, format!("fd {any_fd}: {e}")))?
+        } else {
+            let peeked = match mine(false) {
+                Some(reader) => {
+                    let fd = reader.fd;
+                    peek_pipe(&getfd(fd)?).map_err(|e| {
+                        dump_err(
+                            pid,
+                            format!("fd {fd}: reading the pipe's data in flight: {e}"),
+                        )
+                    })?
+                }
+                None => match crate::shared::peek_elsewhere(tree, pid, id)? {
+                    Some(p) => p,
+                    None => (Vec::new(), pipe_size(&getfd(any_fd)?)?),
+                },
+            };
+            tree.captured.insert(id);
+            recs[i].data = peeked.0;
+            peeked.1
+        };
         for r in recs
             .iter_mut()
             .filter(|r| r.kind == FdKind::Pipe && r.object_id == id)
@@ -587,8 +624,14 @@ fn pipes(
     Ok(())
 }
 
+fn pipe_size(fd: &std::os::fd::OwnedFd) -> Result<u32> {
+    nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETPIPE_SZ)
+        .map(|s| s as u32)
+        .map_err(|e| Error::Restore(format!("F_GETPIPE_SZ: {e}")))
+}
+
 /// The bytes waiting in pipe `theirs` (left in place) and its capacity.
-fn peek_pipe(theirs: &std::os::fd::OwnedFd) -> Result<(Vec<u8>, u32)> {
+pub fn peek_pipe(theirs: &std::os::fd::OwnedFd) -> Result<(Vec<u8>, u32)> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     let size = fcntl(theirs.as_raw_fd(), FcntlArg::F_GETPIPE_SZ)
         .map_err(|e| Error::Restore(format!("F_GETPIPE_SZ: {e}")))?;

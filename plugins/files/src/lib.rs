@@ -6,16 +6,21 @@
 //!   devices (not terminals) opened by path:
 //!   path, open flags, close-on-exec, offset, identity (size, mtime, and for files up
 //!   to 1 MiB an xxh3 hash of the content);
-//! - pipes whose both ends the process holds, with the data in flight (peeked with
-//!   `tee` from a `pidfd_getfd` copy, left in place) and the capacity; a pipe with an end
-//!   elsewhere is refused (it is the tree's business);
+//! - pipes (their inode and, from the access mode, which end), with the capacity and
+//!   the data in flight, captured once per pipe for the whole tree (peeked with `tee`
+//!   from a `pidfd_getfd` copy of a read end held by this process or another of the
+//!   tree, left in place); each end must be held somewhere in the tree: an end held
+//!   only outside it, closed, or left out with `--skip-fd` is refused naming the fd;
 //! - files deleted while open and memfds (name, seals): their content (≤ 64 MiB, else
 //!   refused naming the fd);
 //! - eventfd (count, semaphore), timerfd (clock, remaining time, interval, unread
 //!   ticks), signalfd (mask), epoll (watched fds, events, data), inotify (watches,
 //!   paths resolved from their file handles with `open_by_handle_at`);
 //! - descriptors sharing one open file description (`kcmp`) are recorded once and the
-//!   others marked `dup_of` it; flock, POSIX and OFD locks held through a description.
+//!   others marked `dup_of` it; flock, POSIX and OFD locks held through a description;
+//! - each description (owner record) gets a tree-wide `desc_id`: the same id in two
+//!   processes means one description shared across fork (`kcmp` across processes,
+//!   `shared.rs`, with state kept across the dump calls of one tree).
 //!
 //! cwd, root and umask too.
 //!
@@ -23,9 +28,19 @@
 //! file that changed since the checkpoint (size, mtime, content hash) is refused with
 //! exit 11 unless the restore allows it (`spirit restore --allow-changed-files`).
 //!
+//! Before a restore child forks its children (`shared.rs`): every pipe, deleted file or
+//! memfd, and every other description, held by more than one process of the tree is
+//! created once, by the lowest common ancestor of its holders (a shell that made the
+//! pipe of `a | b` and closed it holds none of it), with its data in flight, capacity,
+//! content, offset and status flags, each description parked at a number above every
+//! fd of the tree; the descendants inherit them.
+//!
 //! In the child (`restore.rs`): cwd, root, umask; each open file description is rebuilt
-//! once, parked at a high number, then `dup3`'d to each of its fd numbers; epoll sets
-//! last (they watch fds by number); locks taken again at the very end.
+//! once, parked at a high number (or, when shared with other processes, taken from the
+//! number its creator parked it at), then `dup3`'d to each of its fd numbers; the parked
+//! numbers inherited are closed; epoll sets last (they watch fds by number; an epoll
+//! set shared across fork is rebuilt in each process); locks taken again at the very
+//! end.
 //!
 //! Terminals, sockets and unknown anonymous inodes are left unclaimed:
 //! the checkpoint then fails naming them.
@@ -38,6 +53,7 @@ mod files_capnp {
 mod dump;
 mod restore;
 mod section;
+mod shared;
 
 use section::{FdKind, FdRecord, FilesSection};
 use serde_json::{json, Map, Value};
@@ -50,10 +66,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 pub struct FilesPlugin;
 
 const VERSION: u32 = 1;
+const NAME: &str = "files";
 
 impl Plugin for FilesPlugin {
     fn name(&self) -> &'static str {
-        "files"
+        NAME
     }
 
     fn version(&self) -> u32 {
@@ -61,7 +78,8 @@ impl Plugin for FilesPlugin {
     }
 
     fn dump(&self, ctx: &mut DumpCtx<'_>) -> Result<Option<Vec<u8>>> {
-        let sec = dump::collect(ctx.remote.pid, ctx.fds)?;
+        let pid = ctx.remote.pid;
+        let sec = shared::with_dump_tree(pid, |tree| dump::collect(pid, ctx.fds, tree))?;
         Ok(Some(sec.encode()))
     }
 
@@ -99,13 +117,19 @@ impl Plugin for FilesPlugin {
         Ok(())
     }
 
+    fn restore_before_fork(&self, tree: &TreeView<'_>, pid: i32) -> Result<()> {
+        shared::before_fork(tree, pid)
+    }
+
     fn restore_in_child(
         &self,
-        _tree: &TreeView<'_>,
-        _p: &spirit_core::model::ProcessImage,
+        tree: &TreeView<'_>,
+        p: &spirit_core::model::ProcessImage,
         data: &[u8],
     ) -> Result<Vec<i32>> {
         let sec = FilesSection::decode(data)?;
+        let plan = shared::plan(tree)?;
+        let (shared, inherited) = shared::for_process(&plan, tree, p.pid, &sec);
         if sec.root != "/" {
             nix::unistd::chroot(sec.root.as_str())
                 .map_err(|e| Error::Restore(format!("chroot {}: {e}", sec.root)))?;
@@ -113,7 +137,7 @@ impl Plugin for FilesPlugin {
         nix::unistd::chdir(sec.cwd.as_str())
             .map_err(|e| Error::Restore(format!("chdir {}: {e}", sec.cwd)))?;
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(sec.umask));
-        restore::restore(&sec)
+        restore::restore(&sec, &shared, &inherited)
     }
 
     fn show(&self, data: &[u8]) -> Result<Value> {
@@ -186,8 +210,10 @@ fn show_fd(f: &FdRecord) -> Value {
     put("kind", serde_json::to_value(f.kind).unwrap_or(Value::Null));
     put("flags", json!(f.flags));
     put("cloexec", json!(f.cloexec));
-    if let Some(d) = f.dup_of {
-        put("dup_of", json!(d));
+    match f.dup_of {
+        Some(d) => put("dup_of", json!(d)),
+        None if f.desc_id != 0 => put("desc", json!(f.desc_id)),
+        None => {}
     }
     match f.kind {
         FdKind::Regular | FdKind::Directory | FdKind::CharDevice | FdKind::Fifo => {
@@ -205,6 +231,12 @@ fn show_fd(f: &FdRecord) -> Value {
         }
         FdKind::Pipe => {
             put("pipe", json!(f.object_id));
+            let end = match f.flags as i32 & libc::O_ACCMODE {
+                libc::O_RDONLY => "read",
+                libc::O_WRONLY => "write",
+                _ => "read+write",
+            };
+            put("end", json!(end));
             put("capacity", json!(f.pipe_size));
             put("in_flight", json!(f.data.len()));
         }

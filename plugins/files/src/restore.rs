@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-fn fail(f: &FdRecord, what: &str, e: impl std::fmt::Display) -> Error {
+pub fn fail(f: &FdRecord, what: &str, e: impl std::fmt::Display) -> Error {
     Error::Restore(format!("fd {} ({}): {what}: {e}", f.fd, f.path))
 }
 
@@ -21,7 +21,7 @@ fn fail(f: &FdRecord, what: &str, e: impl std::fmt::Display) -> Error {
 const SETTABLE: i32 = libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_NOATIME;
 
 /// Move `fd` to a number ≥ `base` (close-on-exec; the final flags come with `dup3`).
-fn park(fd: OwnedFd, base: i32) -> Result<OwnedFd> {
+pub fn park(fd: OwnedFd, base: i32) -> Result<OwnedFd> {
     if fd.as_raw_fd() >= base {
         return Ok(fd);
     }
@@ -89,21 +89,25 @@ fn write_all(fd: OwnedFd, data: &[u8], f: &FdRecord) -> Result<OwnedFd> {
 /// memfd opened more than once. The first description of each is made here; others
 /// are reopened through `/proc/self/fd`.
 enum Object {
-    Pipe {
-        r: OwnedFd,
-        w: OwnedFd,
-        used_r: bool,
-        used_w: bool,
-    },
+    Pipe(PipeEnds),
     File(OwnedFd),
 }
 
-pub fn restore(sec: &FilesSection) -> Result<Vec<i32>> {
+/// Rebuild the descriptors of `sec`. `shared` maps the fds whose open file description
+/// other processes of the tree share to the number it was parked at by their common
+/// ancestor (see `shared.rs`); `inherited` lists every parked number this process
+/// inherited, closed once its own descriptors are in place (before locks are taken:
+/// closing any descriptor of a file drops the process's POSIX locks on it).
+pub fn restore(
+    sec: &FilesSection,
+    shared: &HashMap<i32, i32>,
+    inherited: &[i32],
+) -> Result<Vec<i32>> {
     let base = sec.fds.iter().map(|f| f.fd).max().unwrap_or(0) + 1;
     let mut objects: HashMap<(u64, u64), Object> = HashMap::new();
     let mut staged: HashMap<i32, OwnedFd> = HashMap::new();
     let owners = || sec.fds.iter().filter(|f| f.dup_of.is_none());
-    for f in owners().filter(|f| f.kind != FdKind::Epoll) {
+    for f in owners().filter(|f| f.kind != FdKind::Epoll && !shared.contains_key(&f.fd)) {
         let fd = build(sec, f, &mut objects)?;
         staged.insert(f.fd, park(fd, base)?);
     }
@@ -111,30 +115,44 @@ pub fn restore(sec: &FilesSection) -> Result<Vec<i32>> {
     // reopening it for writing).
     for f in owners().filter(|f| f.kind == FdKind::Memfd && f.seals != 0) {
         if let Some(Object::File(m)) = objects.get(&(f.dev, f.object_id)) {
-            let seals = nix::fcntl::SealFlag::from_bits_truncate(f.seals as i32);
-            nix::fcntl::fcntl(m.as_raw_fd(), nix::fcntl::FcntlArg::F_ADD_SEALS(seals))
-                .map_err(|e| fail(f, &format!("sealing the memfd ({:#x})", f.seals), e))?;
+            seal(f, m, f.seals)?;
         }
     }
     drop(objects);
-    let place = |f: &FdRecord, src: &OwnedFd| -> Result<()> {
+    let place = |f: &FdRecord, src: i32| -> Result<()> {
         let flags = if f.cloexec {
             nix::fcntl::OFlag::O_CLOEXEC
         } else {
             nix::fcntl::OFlag::empty()
         };
-        nix::unistd::dup3(src.as_raw_fd(), f.fd, flags)
-            .map_err(|e| fail(f, "dup3 into place", e))?;
+        nix::unistd::dup3(src, f.fd, flags).map_err(|e| {
+            if shared.get(&f.fd) == Some(&src) {
+                fail(
+                    f,
+                    &format!("dup3 of the description shared with other processes of the tree, which should have been inherited at descriptor {src}"),
+                    e,
+                )
+            } else {
+                fail(f, "dup3 into place", e)
+            }
+        })?;
         Ok(())
     };
     let owner_of = |f: &FdRecord| f.dup_of.unwrap_or(f.fd);
     for f in sec.fds.iter().filter(|f| f.kind != FdKind::Epoll) {
-        let src = staged
-            .get(&owner_of(f))
-            .ok_or_else(|| fail(f, "placing", "its open file description was not rebuilt"))?;
+        let src = match shared.get(&owner_of(f)) {
+            Some(&slot) => slot,
+            None => staged
+                .get(&owner_of(f))
+                .ok_or_else(|| fail(f, "placing", "its open file description was not rebuilt"))?
+                .as_raw_fd(),
+        };
         place(f, src)?;
     }
     drop(staged);
+    for &slot in inherited {
+        let _ = nix::unistd::close(slot);
+    }
     // Epoll instances, each once everything it watches is in place (an epoll set may
     // watch another).
     let mut pending: Vec<&FdRecord> = owners().filter(|f| f.kind == FdKind::Epoll).collect();
@@ -169,7 +187,7 @@ pub fn restore(sec: &FilesSection) -> Result<Vec<i32>> {
         }
         kfd::set_status_flags(&ep, e.flags as i32 & SETTABLE)?;
         for f in sec.fds.iter().filter(|f| owner_of(f) == e.fd) {
-            place(f, &ep)?;
+            place(f, ep.as_raw_fd())?;
             placed.insert(f.fd);
         }
     }
@@ -205,12 +223,70 @@ pub fn restore(sec: &FilesSection) -> Result<Vec<i32>> {
     Ok(sec.fds.iter().map(|f| f.fd).collect())
 }
 
+/// Seal memfd `m` (once every description of it exists: a write seal would stop
+/// reopening it for writing).
+pub fn seal(f: &FdRecord, m: &OwnedFd, seals: u32) -> Result<()> {
+    let flags = nix::fcntl::SealFlag::from_bits_truncate(seals as i32);
+    nix::fcntl::fcntl(m.as_raw_fd(), nix::fcntl::FcntlArg::F_ADD_SEALS(flags))
+        .map_err(|e| fail(f, &format!("sealing the memfd ({seals:#x})"), e))?;
+    Ok(())
+}
+
 /// Rebuild the open file description of owner record `f`.
 fn build(
     sec: &FilesSection,
     f: &FdRecord,
     objects: &mut HashMap<(u64, u64), Object>,
 ) -> Result<OwnedFd> {
+    match f.kind {
+        FdKind::Pipe => build_pipe(sec, f, objects),
+        FdKind::DeletedFile | FdKind::Memfd => {
+            let key = (f.dev, f.object_id);
+            if let Entry::Vacant(slot) = objects.entry(key) {
+                let data = sec
+                    .fds
+                    .iter()
+                    .find(|o| o.kind == f.kind && (o.dev, o.object_id) == key && !o.data.is_empty())
+                    .map_or(&[][..], |o| &o.data[..]);
+                slot.insert(Object::File(make_file_object(f, data)?));
+            }
+            let Some(Object::File(obj)) = objects.get(&key) else {
+                return Err(fail(
+                    f,
+                    "rebuilding",
+                    "the same inode is listed as two kinds",
+                ));
+            };
+            open_object(f, obj)
+        }
+        _ => build_desc(f),
+    }
+}
+
+/// The deleted file or memfd `f` is a description of, with `data` as its content.
+pub fn make_file_object(f: &FdRecord, data: &[u8]) -> Result<OwnedFd> {
+    let made = if f.kind == FdKind::Memfd {
+        make_memfd(f)?
+    } else {
+        make_unlinked(f)?
+    };
+    let made = write_all(made, data, f)?;
+    let file = std::fs::File::from(made);
+    use std::os::unix::fs::PermissionsExt;
+    let _ = file.set_permissions(std::fs::Permissions::from_mode(f.mode & 0o7777));
+    Ok(file.into())
+}
+
+/// A new description of deleted file or memfd `obj`, with the flags and offset of `f`.
+pub fn open_object(f: &FdRecord, obj: &OwnedFd) -> Result<OwnedFd> {
+    let fd = open_as(f, &format!("/proc/self/fd/{}", obj.as_raw_fd()))?;
+    seek(&fd, f)?;
+    Ok(fd)
+}
+
+/// Rebuild an open file description that stands alone (no pipe, deleted file or memfd
+/// behind it, no epoll set).
+pub fn build_desc(f: &FdRecord) -> Result<OwnedFd> {
     let anon_flags = f.flags as i32 & SETTABLE;
     let fd = match f.kind {
         FdKind::Regular | FdKind::Directory | FdKind::CharDevice => {
@@ -221,37 +297,6 @@ fn build(
             fd
         }
         FdKind::Fifo => open_fifo(f)?,
-        FdKind::Pipe => return build_pipe(sec, f, objects),
-        FdKind::DeletedFile | FdKind::Memfd => {
-            let key = (f.dev, f.object_id);
-            if let Entry::Vacant(slot) = objects.entry(key) {
-                let data = sec
-                    .fds
-                    .iter()
-                    .find(|o| o.kind == f.kind && (o.dev, o.object_id) == key && !o.data.is_empty())
-                    .map_or(&[][..], |o| &o.data[..]);
-                let made = if f.kind == FdKind::Memfd {
-                    make_memfd(f)?
-                } else {
-                    make_unlinked(f)?
-                };
-                let made = write_all(made, data, f)?;
-                let file = std::fs::File::from(made);
-                use std::os::unix::fs::PermissionsExt;
-                let _ = file.set_permissions(std::fs::Permissions::from_mode(f.mode & 0o7777));
-                slot.insert(Object::File(file.into()));
-            }
-            let Some(Object::File(obj)) = objects.get(&key) else {
-                return Err(fail(
-                    f,
-                    "rebuilding",
-                    "the same inode is listed as two kinds",
-                ));
-            };
-            let fd = open_as(f, &format!("/proc/self/fd/{}", obj.as_raw_fd()))?;
-            seek(&fd, f)?;
-            fd
-        }
         FdKind::Eventfd => {
             let sem = if f.semaphore { libc::EFD_SEMAPHORE } else { 0 };
             let fd = kfd::eventfd(f.counter, libc::EFD_CLOEXEC | sem)
@@ -291,9 +336,74 @@ fn build(
             kfd::set_status_flags(&fd, anon_flags)?;
             fd
         }
-        FdKind::Epoll => return Err(fail(f, "rebuilding", "epoll sets are built last")),
+        FdKind::Pipe | FdKind::DeletedFile | FdKind::Memfd | FdKind::Epoll => {
+            return Err(fail(
+                f,
+                "rebuilding",
+                "pipes, deleted files, memfds and epoll sets are rebuilt with what they share",
+            ))
+        }
     };
     Ok(fd)
+}
+
+/// A new pipe (non-blocking while it is refilled; `packet`: O_DIRECT) of capacity
+/// `size` (0: the default), holding `data`.
+pub fn make_pipe(f: &FdRecord, packet: bool, size: u32, data: &[u8]) -> Result<(OwnedFd, OwnedFd)> {
+    let mut flags = nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK;
+    if packet {
+        flags |= nix::fcntl::OFlag::O_DIRECT;
+    }
+    let (r, w) = nix::unistd::pipe2(flags).map_err(|e| fail(f, "pipe2", e))?;
+    if size > 0 {
+        nix::fcntl::fcntl(
+            w.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETPIPE_SZ(size as i32),
+        )
+        .map_err(|e| fail(f, &format!("setting the pipe's capacity to {size}"), e))?;
+    }
+    let w = write_all(w, data, f)?;
+    Ok((r, w))
+}
+
+/// The two ends of a rebuilt pipe, handed out as descriptions: the first description
+/// of each end is the end itself, others reopen it through `/proc/self/fd`.
+pub struct PipeEnds {
+    r: OwnedFd,
+    w: OwnedFd,
+    used_r: bool,
+    used_w: bool,
+}
+
+impl PipeEnds {
+    pub fn new(r: OwnedFd, w: OwnedFd) -> PipeEnds {
+        PipeEnds {
+            r,
+            w,
+            used_r: false,
+            used_w: false,
+        }
+    }
+
+    /// The description of record `f` (its end from its access mode), with its status
+    /// flags.
+    pub fn take(&mut self, f: &FdRecord) -> Result<OwnedFd> {
+        let write = f.flags as i32 & libc::O_ACCMODE == libc::O_WRONLY;
+        let (end, used) = if write {
+            (&self.w, &mut self.used_w)
+        } else {
+            (&self.r, &mut self.used_r)
+        };
+        let fd = if *used {
+            // Another description of the same end (reopened through /proc): its own flags.
+            open_as(f, &format!("/proc/self/fd/{}", end.as_raw_fd()))?
+        } else {
+            *used = true;
+            end.try_clone().map_err(|e| fail(f, "dup", e))?
+        };
+        kfd::set_status_flags(&fd, f.flags as i32 & SETTABLE)?;
+        Ok(fd)
+    }
 }
 
 fn build_pipe(
@@ -309,59 +419,20 @@ fn build_pipe(
                 .filter(|o| o.kind == FdKind::Pipe && o.object_id == f.object_id)
         };
         let packet = mine().any(|o| o.flags as i32 & libc::O_DIRECT != 0);
-        let mut flags = nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK;
-        if packet {
-            flags |= nix::fcntl::OFlag::O_DIRECT;
-        }
-        let (r, w) = nix::unistd::pipe2(flags).map_err(|e| fail(f, "pipe2", e))?;
-        if f.pipe_size > 0 {
-            nix::fcntl::fcntl(
-                w.as_raw_fd(),
-                nix::fcntl::FcntlArg::F_SETPIPE_SZ(f.pipe_size as i32),
-            )
-            .map_err(|e| {
-                fail(
-                    f,
-                    &format!("setting the pipe's capacity to {}", f.pipe_size),
-                    e,
-                )
-            })?;
-        }
         let data = mine()
             .find(|o| !o.data.is_empty())
             .map_or(&[][..], |o| &o.data[..]);
-        let w = write_all(w, data, f)?;
-        slot.insert(Object::Pipe {
-            r,
-            w,
-            used_r: false,
-            used_w: false,
-        });
+        let (r, w) = make_pipe(f, packet, f.pipe_size, data)?;
+        slot.insert(Object::Pipe(PipeEnds::new(r, w)));
     }
-    let Some(Object::Pipe {
-        r,
-        w,
-        used_r,
-        used_w,
-    }) = objects.get_mut(&key)
-    else {
+    let Some(Object::Pipe(ends)) = objects.get_mut(&key) else {
         return Err(fail(
             f,
             "rebuilding",
             "the same inode is listed as two kinds",
         ));
     };
-    let write = f.flags as i32 & libc::O_ACCMODE == libc::O_WRONLY;
-    let (end, used) = if write { (w, used_w) } else { (r, used_r) };
-    let fd = if *used {
-        // Another description of the same end (reopened through /proc): its own flags.
-        open_as(f, &format!("/proc/self/fd/{}", end.as_raw_fd()))?
-    } else {
-        *used = true;
-        end.try_clone().map_err(|e| fail(f, "dup", e))?
-    };
-    kfd::set_status_flags(&fd, f.flags as i32 & SETTABLE)?;
-    Ok(fd)
+    ends.take(f)
 }
 
 fn make_memfd(f: &FdRecord) -> Result<OwnedFd> {

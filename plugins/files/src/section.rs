@@ -99,6 +99,8 @@ pub struct FdRecord {
     pub inotify: Vec<InotifyWatch>,
     pub locks: Vec<Lock>,
     pub hash: Option<u64>,
+    /// Tree-wide id of the open file description (owner records; 0: unknown).
+    pub desc_id: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -183,6 +185,7 @@ impl FilesSection {
             }
             e.set_hashed(f.hash.is_some());
             e.set_hash(f.hash.unwrap_or(0));
+            e.set_desc_id(f.desc_id);
         }
         capnp::serialize::write_message_to_words(&msg)
     }
@@ -267,6 +270,7 @@ impl FilesSection {
                 inotify,
                 locks,
                 hash: f.get_hashed().then_some(f.get_hash()),
+                desc_id: f.get_desc_id(),
             });
         }
         let sec = FilesSection {
@@ -325,6 +329,7 @@ mod tests {
                     data: b"hello".to_vec(),
                     object_id: 77,
                     pipe_size: 65536,
+                    desc_id: 12,
                     ..Default::default()
                 },
                 FdRecord {

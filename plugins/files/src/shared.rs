@@ -1,0 +1,663 @@
+//! Descriptors shared between the processes of a tree: pipes between processes, open
+//! file descriptions inherited across fork (one offset, one set of status flags).
+//!
+//! Dump: the processes are dumped one after another, root first, the whole tree frozen.
+//! A [`DumpTree`] per tree being dumped (found again by its frozen root, whose tracer is
+//! this thread) knows every pipe end held in the tree (scanned from `/proc` once), which
+//! pipes' data in flight was already captured, and every open file description seen so
+//! far: each owner record gets a tree-wide `desc_id`, the same as an earlier process's
+//! description when `kcmp(KCMP_FILE)` says they are one.
+//!
+//! Restore: a [`Plan`] computed from the whole tree (every process's section) groups the
+//! descriptions held by more than one process: a pipe (all descriptions of its two ends),
+//! a deleted file or memfd (all descriptions of its inode), or any other description. The
+//! group is created once in the lowest common ancestor of its holders (which may hold none
+//! of it: a shell that made the pipe for `a | b`), in `restore_before_fork`, each of its
+//! descriptions parked at a fixed number above every fd number of the tree; descendants
+//! inherit them, and each holder `dup3`s them into place in `restore_in_child`.
+
+use crate::dump::{peek_pipe, FdInfo};
+use crate::restore::{self, fail};
+use crate::section::{FdKind, FdRecord, FilesSection};
+use spirit_core::plugin::TreeView;
+use spirit_core::{Error, Result};
+use spirit_kmod::fd as kfd;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+/// One end of a pipe as `/proc` shows it in a process of the tree.
+#[derive(Clone, Copy, Debug)]
+pub struct PipeEnd {
+    pub pid: i32,
+    pub fd: i32,
+    pub read: bool,
+    pub write: bool,
+}
+
+/// An open file description already given an id, with the first process holding it.
+struct Seen {
+    pid: i32,
+    fd: i32,
+    kind: FdKind,
+    dev: u64,
+    inode: u64,
+    id: u64,
+}
+
+/// What the dump of one tree knows across its processes.
+pub struct DumpTree {
+    root: i32,
+    pids: Vec<i32>,
+    dumped: HashSet<i32>,
+    /// Pipe inode → every end held in the tree.
+    pub pipe_ends: HashMap<u64, Vec<PipeEnd>>,
+    /// Pipes whose data in flight is already in an earlier record.
+    pub captured: HashSet<u64>,
+    seen: Vec<Seen>,
+    next_id: u64,
+}
+
+static DUMPS: Mutex<Vec<DumpTree>> = Mutex::new(Vec::new());
+
+/// The thread tracing `pid` (`TracerPid`), 0 if none.
+fn tracer_of(pid: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("TracerPid:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+impl DumpTree {
+    /// The tree of `root` (frozen: its shape and descriptors are final) and the pipe
+    /// ends its processes hold.
+    fn scan(root: i32) -> DumpTree {
+        let mut pids = vec![root];
+        let mut i = 0;
+        while i < pids.len() {
+            for c in children(pids[i]) {
+                if !pids.contains(&c) {
+                    pids.push(c);
+                }
+            }
+            i += 1;
+        }
+        let mut pipe_ends: HashMap<u64, Vec<PipeEnd>> = HashMap::new();
+        for &pid in &pids {
+            let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                continue;
+            };
+            for e in dir.flatten() {
+                let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                    continue;
+                };
+                let Ok(target) = std::fs::read_link(e.path()) else {
+                    continue;
+                };
+                let target = target.to_string_lossy();
+                let Some(ino) = target
+                    .strip_prefix("pipe:[")
+                    .and_then(|t| t.strip_suffix(']'))
+                    .and_then(|t| t.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let Some(acc) = FdInfo::read(pid, fd)
+                    .ok()
+                    .and_then(|i| u32::from_str_radix(i.field("flags")?, 8).ok())
+                    .map(|f| f as i32 & libc::O_ACCMODE)
+                else {
+                    continue;
+                };
+                pipe_ends.entry(ino).or_default().push(PipeEnd {
+                    pid,
+                    fd,
+                    read: acc != libc::O_WRONLY,
+                    write: acc != libc::O_RDONLY,
+                });
+            }
+        }
+        DumpTree {
+            root,
+            pids,
+            dumped: HashSet::new(),
+            pipe_ends,
+            captured: HashSet::new(),
+            seen: Vec::new(),
+            next_id: 0,
+        }
+    }
+
+    /// Give each owner record of `pid` its tree-wide description id: the id of an
+    /// earlier process's description if it is the same one, else a new id.
+    pub fn assign_ids(&mut self, pid: i32, recs: &mut [FdRecord]) -> Result<()> {
+        for r in recs.iter_mut().filter(|r| r.dup_of.is_none()) {
+            let mut id = None;
+            for s in self.seen.iter().filter(|s| {
+                s.pid != pid && s.kind == r.kind && s.dev == r.dev && s.inode == r.inode
+            }) {
+                let same = kfd::kcmp_same_file(s.pid, s.fd, pid, r.fd).map_err(|e| Error::Dump {
+                    pid,
+                    msg: format!(
+                        "comparing fd {} with fd {} of process {} (kcmp) failed ({e}); spirit needs kcmp (CONFIG_CHECKPOINT_RESTORE) to find descriptors shared in a tree",
+                        r.fd, s.fd, s.pid
+                    ),
+                })?;
+                if same {
+                    id = Some(s.id);
+                    break;
+                }
+            }
+            r.desc_id = match id {
+                Some(id) => id,
+                None => {
+                    self.next_id += 1;
+                    self.seen.push(Seen {
+                        pid,
+                        fd: r.fd,
+                        kind: r.kind,
+                        dev: r.dev,
+                        inode: r.inode,
+                        id: self.next_id,
+                    });
+                    self.next_id
+                }
+            };
+        }
+        Ok(())
+    }
+}
+
+/// Run `f` with the dump state of the tree `pid` belongs to: the one being dumped by
+/// this thread (its root traced by us, `pid` not dumped yet), or a new one rooted at
+/// `pid` (a new dump starts with its root).
+pub fn with_dump_tree<T>(pid: i32, f: impl FnOnce(&mut DumpTree) -> Result<T>) -> Result<T> {
+    let mut all = DUMPS.lock().unwrap_or_else(|e| e.into_inner());
+    let me = nix::unistd::gettid().as_raw();
+    let found = all
+        .iter()
+        .position(|t| t.pids.contains(&pid) && !t.dumped.contains(&pid) && tracer_of(t.root) == me);
+    let i = match found {
+        Some(i) => i,
+        None => {
+            all.retain(|t| !t.pids.contains(&pid) && tracer_of(t.root) != 0);
+            all.push(DumpTree::scan(pid));
+            all.len() - 1
+        }
+    };
+    let tree = &mut all[i];
+    let out = f(tree);
+    tree.dumped.insert(pid);
+    if tree.dumped.len() >= tree.pids.len() {
+        all.remove(i);
+    }
+    out
+}
+
+/// Capture a pipe's data in flight through a read end held by another process of the
+/// tree (frozen); `None` if no process of the tree holds one.
+pub fn peek_elsewhere(tree: &DumpTree, pid: i32, ino: u64) -> Result<Option<(Vec<u8>, u32)>> {
+    let Some(end) = tree
+        .pipe_ends
+        .get(&ino)
+        .and_then(|v| v.iter().find(|e| e.pid != pid && e.read))
+    else {
+        return Ok(None);
+    };
+    let err = |what: &str, e: &dyn std::fmt::Display| Error::Dump {
+        pid,
+        msg: format!(
+            "pipe {ino}: {what} fd {} of process {} (its read end): {e}",
+            end.fd, end.pid
+        ),
+    };
+    let pidfd = kfd::pidfd_open(end.pid).map_err(|e| err("opening", &e))?;
+    let theirs = kfd::pidfd_getfd(&pidfd, end.fd).map_err(|e| err("taking a copy of", &e))?;
+    peek_pipe(&theirs)
+        .map(Some)
+        .map_err(|e| err("reading the data in flight through", &e))
+}
+
+// ---------------------------------------------------------------------------------
+// Restore
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Pipe(u64),
+    Inode(u64, u64),
+    Desc(u64),
+}
+
+/// One object shared between processes, with its descriptions.
+pub struct Group {
+    key: Key,
+    holders: Vec<i32>,
+    /// The process that creates it before forking its children.
+    pub creator: i32,
+    /// Each description: its parked number and a record of it (from its first holder).
+    descs: Vec<(i32, FdRecord)>,
+    /// Pipe data in flight, or a deleted file's or memfd's content.
+    data: Vec<u8>,
+    pipe_size: u32,
+    seals: u32,
+}
+
+/// How the tree's shared descriptions are rebuilt.
+pub struct Plan {
+    key: u64,
+    pub groups: Vec<Group>,
+    /// Description id → parked number.
+    pub slots: HashMap<u64, i32>,
+    /// One past the highest parked number.
+    pub end: i32,
+}
+
+static PLAN: Mutex<Option<Arc<Plan>>> = Mutex::new(None);
+
+fn bad(msg: String) -> Error {
+    Error::Restore(format!(
+        "malformed files sections: {msg}; the image is damaged or was not written by spirit"
+    ))
+}
+
+/// The lowest common ancestor of `holders` in the tree.
+fn lca(tree: &TreeView<'_>, holders: &[i32]) -> Option<i32> {
+    let mut cur = *holders.first()?;
+    for _ in 0..=tree.nodes.len() {
+        if holders.iter().all(|&h| tree.is_ancestor_or_self(cur, h)) {
+            return Some(cur);
+        }
+        let n = tree.nodes.iter().find(|n| n.pid == cur)?;
+        if n.ppid == cur {
+            return None;
+        }
+        cur = n.ppid;
+    }
+    None
+}
+
+/// The plan for `tree` (computed once per tree and process: forked restore children
+/// inherit it with their memory).
+pub fn plan(tree: &TreeView<'_>) -> Result<Arc<Plan>> {
+    let secs = tree.sections(crate::NAME);
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for n in tree.nodes {
+        h.update(&n.pid.to_le_bytes());
+        h.update(&n.ppid.to_le_bytes());
+    }
+    for (pid, data) in &secs {
+        h.update(&pid.to_le_bytes());
+        h.update(&(data.len() as u64).to_le_bytes());
+        h.update(data);
+    }
+    let key = h.digest();
+    let mut cache = PLAN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = cache.as_ref().filter(|p| p.key == key) {
+        return Ok(p.clone());
+    }
+    let p = Arc::new(compute(tree, &secs, key)?);
+    *cache = Some(p.clone());
+    Ok(p)
+}
+
+fn compute(tree: &TreeView<'_>, secs: &[(i32, &[u8])], key: u64) -> Result<Plan> {
+    let mut decoded: Vec<(i32, FilesSection)> = Vec::new();
+    for n in tree.nodes {
+        if let Some((pid, data)) = secs.iter().find(|(p, _)| *p == n.pid) {
+            decoded.push((*pid, FilesSection::decode(data)?));
+        }
+    }
+    let max_fd = decoded
+        .iter()
+        .flat_map(|(_, s)| s.fds.iter().map(|f| f.fd))
+        .max()
+        .unwrap_or(2);
+    let base = max_fd
+        .max(2)
+        .checked_add(1)
+        .ok_or_else(|| bad("fd number too large".into()))?;
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: HashMap<Key, usize> = HashMap::new();
+    let mut desc_of: HashMap<u64, (Key, FdKind)> = HashMap::new();
+    for (pid, sec) in &decoded {
+        for f in sec
+            .fds
+            .iter()
+            .filter(|f| f.dup_of.is_none() && f.desc_id != 0 && f.kind != FdKind::Epoll)
+        {
+            let key = match f.kind {
+                FdKind::Pipe => Key::Pipe(f.object_id),
+                FdKind::DeletedFile | FdKind::Memfd => Key::Inode(f.dev, f.object_id),
+                _ => Key::Desc(f.desc_id),
+            };
+            match desc_of.get(&f.desc_id) {
+                Some(&(k, kind)) if k != key || kind != f.kind => {
+                    return Err(bad(format!(
+                        "description {} of fd {} of process {pid} is listed as two different files",
+                        f.desc_id, f.fd
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    desc_of.insert(f.desc_id, (key, f.kind));
+                }
+            }
+            let gi = *index.entry(key).or_insert_with(|| {
+                groups.push(Group {
+                    key,
+                    holders: Vec::new(),
+                    creator: 0,
+                    descs: Vec::new(),
+                    data: Vec::new(),
+                    pipe_size: 0,
+                    seals: 0,
+                });
+                groups.len() - 1
+            });
+            let g = &mut groups[gi];
+            if !g.holders.contains(pid) {
+                g.holders.push(*pid);
+            }
+            if !g.descs.iter().any(|(_, d)| d.desc_id == f.desc_id) {
+                let mut rec = f.clone();
+                rec.data = Vec::new();
+                g.descs.push((0, rec));
+            }
+            if g.data.is_empty() && !f.data.is_empty() {
+                g.data = f.data.clone();
+            }
+            g.pipe_size = g.pipe_size.max(f.pipe_size);
+            g.seals |= f.seals;
+        }
+    }
+    groups.retain(|g| g.holders.len() > 1);
+    let mut slots = HashMap::new();
+    let mut next = base;
+    for g in &mut groups {
+        g.creator = lca(tree, &g.holders).ok_or_else(|| {
+            bad(format!(
+                "processes {:?} share a descriptor but have no common ancestor in the tree",
+                g.holders
+            ))
+        })?;
+        for (slot, rec) in &mut g.descs {
+            *slot = next;
+            slots.insert(rec.desc_id, next);
+            next = next
+                .checked_add(1)
+                .ok_or_else(|| bad("too many descriptors".into()))?;
+        }
+    }
+    Ok(Plan {
+        key,
+        groups,
+        slots,
+        end: next,
+    })
+}
+
+/// Make sure descriptor numbers below `end` can be used (raise the soft RLIMIT_NOFILE
+/// up to the hard one; the process's own limits are set again after its setup).
+fn ensure_nofile(pid: i32, end: i32) -> Result<()> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
+        .map_err(|e| Error::Restore(format!("getrlimit(RLIMIT_NOFILE): {e}")))?;
+    let need = end as u64;
+    if soft >= need {
+        return Ok(());
+    }
+    if hard < need {
+        return Err(Error::Restore(format!(
+            "process {pid}: the descriptors its tree shares are parked at numbers up to {}, above the limit of {hard} open files; raise it (ulimit -n) and restore again",
+            end - 1
+        )));
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, need.max(soft), hard)
+        .map_err(|e| Error::Restore(format!("setrlimit(RLIMIT_NOFILE, {need}): {e}")))
+}
+
+/// In process `pid`, before it forks its children: create every shared object it is
+/// the creator of, each description parked at its number.
+pub fn before_fork(tree: &TreeView<'_>, pid: i32) -> Result<()> {
+    let plan = plan(tree)?;
+    let mine: Vec<&Group> = plan.groups.iter().filter(|g| g.creator == pid).collect();
+    if mine.is_empty() {
+        return Ok(());
+    }
+    ensure_nofile(pid, plan.end)?;
+    for g in mine {
+        create(g, plan.end).map_err(|e| match e {
+            Error::Restore(m) => Error::Restore(format!(
+                "process {pid}, creating a descriptor shared by processes {:?}: {m}",
+                g.holders
+            )),
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+/// Leave description `fd` open at number `slot` (for the descendants to inherit).
+fn park_at(f: &FdRecord, fd: OwnedFd, slot: i32) -> Result<()> {
+    if fd.as_raw_fd() == slot {
+        // Opened right there: keep it open (the number is the descendants' now).
+        let _ = fd.into_raw_fd();
+        return Ok(());
+    }
+    nix::unistd::dup3(fd.as_raw_fd(), slot, nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| fail(f, &format!("parking it at descriptor {slot}"), e))?;
+    Ok(())
+}
+
+/// Create group `g`'s descriptions at their numbers. What helps building them (a pipe's
+/// ends, a memfd) is first moved above every parked number (`end`), so that parking
+/// one description never lands on it.
+fn create(g: &Group, end: i32) -> Result<()> {
+    let Some((_, first)) = g.descs.first() else {
+        return Ok(());
+    };
+    match g.key {
+        Key::Pipe(_) => {
+            let packet = g
+                .descs
+                .iter()
+                .any(|(_, d)| d.flags as i32 & libc::O_DIRECT != 0);
+            let (r, w) = restore::make_pipe(first, packet, g.pipe_size, &g.data)?;
+            let mut ends = restore::PipeEnds::new(restore::park(r, end)?, restore::park(w, end)?);
+            for (slot, d) in &g.descs {
+                park_at(d, ends.take(d)?, *slot)?;
+            }
+        }
+        Key::Inode(..) => {
+            let obj = restore::park(restore::make_file_object(first, &g.data)?, end)?;
+            for (slot, d) in &g.descs {
+                park_at(d, restore::open_object(d, &obj)?, *slot)?;
+            }
+            if first.kind == FdKind::Memfd && g.seals != 0 {
+                restore::seal(first, &obj, g.seals)?;
+            }
+        }
+        Key::Desc(_) => {
+            for (slot, d) in &g.descs {
+                park_at(d, restore::build_desc(d)?, *slot)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// For process `pid`: its descriptions that are shared (fd → parked number), and the
+/// parked numbers it inherited (to close once its own descriptors are in place).
+pub fn for_process(
+    plan: &Plan,
+    tree: &TreeView<'_>,
+    pid: i32,
+    sec: &FilesSection,
+) -> (HashMap<i32, i32>, Vec<i32>) {
+    let shared = sec
+        .fds
+        .iter()
+        .filter(|f| f.dup_of.is_none() && f.kind != FdKind::Epoll)
+        .filter_map(|f| {
+            Some((
+                f.fd,
+                *plan.slots.get(&f.desc_id).filter(|_| f.desc_id != 0)?,
+            ))
+        })
+        .collect();
+    let inherited = plan
+        .groups
+        .iter()
+        .filter(|g| tree.is_ancestor_or_self(g.creator, pid))
+        .flat_map(|g| g.descs.iter().map(|(s, _)| *s))
+        .collect();
+    (shared, inherited)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spirit_core::model::{ProcessImage, Section, TreeNode};
+
+    fn node(pid: i32, ppid: i32) -> TreeNode {
+        TreeNode {
+            pid,
+            ppid,
+            threads: vec![pid],
+            pgid: 1,
+            sid: 1,
+            zombie: false,
+            exit_status: 0,
+        }
+    }
+
+    fn proc(pid: i32, fds: Vec<FdRecord>) -> ProcessImage {
+        let sec = FilesSection {
+            cwd: "/".into(),
+            root: "/".into(),
+            umask: 0o22,
+            fds,
+        };
+        ProcessImage {
+            pid,
+            sections: vec![Section {
+                plugin: crate::NAME.into(),
+                version: crate::VERSION,
+                data: sec.encode(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn pipe_end(fd: i32, write: bool, desc_id: u64) -> FdRecord {
+        FdRecord {
+            fd,
+            kind: FdKind::Pipe,
+            flags: if write { libc::O_WRONLY as u32 } else { 0 },
+            object_id: 77,
+            desc_id,
+            ..Default::default()
+        }
+    }
+
+    fn null(fd: i32, desc_id: u64) -> FdRecord {
+        FdRecord {
+            fd,
+            kind: FdKind::CharDevice,
+            path: "/dev/null".into(),
+            desc_id,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_pipe_between_siblings_is_made_by_their_parent() {
+        // 1 ─┬─ 2 (write end, fd 1)   1 holds no pipe end; 3 is a zombie.
+        //    ├─ 3 (zombie)
+        //    └─ 4 ── 5 (read end, fd 0; fd 9 its own /dev/null, and 4's fd 2)
+        let nodes = vec![node(1, 0), node(2, 1), node(3, 1), node(4, 1), node(5, 4)];
+        let procs = vec![
+            proc(1, vec![null(2, 1)]),
+            proc(2, vec![pipe_end(1, true, 2), null(2, 1)]),
+            proc(4, vec![null(2, 3)]),
+            proc(5, vec![pipe_end(0, false, 4), null(9, 3)]),
+        ];
+        let tree = TreeView {
+            nodes: &nodes,
+            procs: &procs,
+        };
+        let plan = compute(&tree, &tree.sections(crate::NAME), 0).unwrap();
+        let creators: Vec<(Key, i32)> = plan.groups.iter().map(|g| (g.key, g.creator)).collect();
+        assert_eq!(
+            creators,
+            vec![(Key::Desc(1), 1), (Key::Pipe(77), 1), (Key::Desc(3), 4)]
+        );
+        // Parked above fd 9, the highest number in the tree, in group order.
+        assert_eq!(plan.slots[&1], 10);
+        assert_eq!((plan.slots[&2], plan.slots[&4]), (11, 12));
+        assert_eq!(plan.slots[&3], 13);
+        assert_eq!(plan.end, 14);
+        let sec5 = FilesSection::decode(tree.sections(crate::NAME)[3].1).unwrap();
+        let (shared, inherited) = for_process(&plan, &tree, 5, &sec5);
+        assert_eq!(shared, HashMap::from([(0, 12), (9, 13)]));
+        assert_eq!(inherited, vec![10, 11, 12, 13]);
+        let sec2 = FilesSection::decode(tree.sections(crate::NAME)[1].1).unwrap();
+        let (_, inherited) = for_process(&plan, &tree, 2, &sec2);
+        assert_eq!(inherited, vec![10, 11, 12], "not 4's /dev/null");
+    }
+
+    #[test]
+    fn one_description_as_two_files_is_refused() {
+        let nodes = vec![node(1, 0), node(2, 1)];
+        let procs = vec![
+            proc(1, vec![pipe_end(3, true, 5)]),
+            proc(2, vec![null(3, 5)]),
+        ];
+        let tree = TreeView {
+            nodes: &nodes,
+            procs: &procs,
+        };
+        let e = compute(&tree, &tree.sections(crate::NAME), 0)
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("two different files"), "{e}");
+    }
+
+    #[test]
+    fn garbage_sections_are_errors() {
+        let nodes = vec![node(1, 0)];
+        let procs = vec![ProcessImage {
+            pid: 1,
+            sections: vec![Section {
+                plugin: crate::NAME.into(),
+                version: 1,
+                data: vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
+            }],
+            ..Default::default()
+        }];
+        let tree = TreeView {
+            nodes: &nodes,
+            procs: &procs,
+        };
+        assert!(plan(&tree).is_err());
+    }
+}
