@@ -277,4 +277,3 @@ pub fn epoll_target_is_current(pid: i32, epfd: i32, tfd: i32) -> Result<bool> {
     };
     Ok(check("kcmp(KCMP_EPOLL_TFD)", pid, ret)? == 0)
 }
-

@@ -126,8 +126,21 @@ impl Host {
         c
     }
 
-    /// Start its spiritd in its namespaces (private /tmp) on `bus`.
+    /// Start its spiritd in its namespaces (private /tmp) on `bus`. When the build
+    /// itself lives under /tmp (a checkout there), its target directory is bound back
+    /// over the private /tmp, so binaries, programs and test files stay reachable.
     pub fn start(&self, bus: &TestBus, config: &str) -> Daemon {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .expect("target dir")
+            .to_string_lossy()
+            .into_owned();
+        let keep = if target.starts_with("/tmp/") {
+            target
+        } else {
+            String::new()
+        };
+        let keep_env = format!("SPIRIT_KEEP={keep}");
         let prefix = [
             "ip",
             "netns",
@@ -137,9 +150,11 @@ impl Host {
             "--mount",
             "--propagation",
             "private",
+            "env",
+            &keep_env,
             "sh",
             "-c",
-            "mount -t tmpfs tmpfs /tmp && exec \"$0\" \"$@\"",
+            KEEP_TARGET_SCRIPT,
         ];
         Daemon::start(&bus.address, &self.dir, config, &prefix)
     }
@@ -151,6 +166,19 @@ impl Host {
         c
     }
 }
+
+/// Mount a private /tmp; bind $SPIRIT_KEEP (a directory under /tmp) back over it.
+const KEEP_TARGET_SCRIPT: &str = r#"set -e
+if [ -n "$SPIRIT_KEEP" ]; then
+  hold=/mnt; [ -d "$hold" ] || { hold=/run/spirit-keep; mkdir -p "$hold"; }
+  mount --bind "$SPIRIT_KEEP" "$hold"
+fi
+mount -t tmpfs tmpfs /tmp
+if [ -n "$SPIRIT_KEEP" ]; then
+  mkdir -p "$SPIRIT_KEEP"
+  mount --bind "$hold" "$SPIRIT_KEEP"
+fi
+exec "$0" "$@""#;
 
 /// Two hosts that trust each other, daemons running.
 pub struct Hosts {

@@ -6,6 +6,7 @@
 //! what was built (the child is traced with PTRACE_O_EXITKILL, and every [`Tracee`] of a
 //! restore SIGKILLs on drop) and reaps it: a failed restore leaves no process behind.
 
+mod check;
 mod child;
 mod memory;
 mod pages;
@@ -15,8 +16,8 @@ mod tree;
 use crate::error::{Error, Result};
 use crate::header::{check_cpu, host_cpu};
 use crate::image::{Frame, ImageReader};
-use crate::model::{FileId, Header, ProcessImage, TreeNode, VmaKind};
-use crate::plugin::{Pipeline, PrepareCtx, Remote, RestoreCtx};
+use crate::model::{Header, ProcessImage};
+use crate::plugin::{Pipeline, Remote, RestoreCtx};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -80,14 +81,14 @@ pub fn restore<R: Read>(
             Frame::Header(_) => unreachable!("the reader refuses a second header"),
         }
     };
-    let nodes = tree_of(&header, &procs, path)?;
+    let nodes = check::tree_of(&header, &procs, path)?;
     for proc in &procs {
-        validate(proc, pipeline, path)?;
-        check_owner(proc)?;
-        prepare(proc, pipeline, opts.allow_changed_files)?;
+        check::validate(proc, pipeline, path)?;
+        check::check_owner(proc)?;
+        check::prepare(proc, pipeline, opts.allow_changed_files)?;
     }
     if !opts.new_pid && !opts.pid_ns {
-        wait_for_free_ids(&nodes, &procs, &mut rd, opts.wait_for_pid)?;
+        check::wait_for_free_ids(&nodes, &procs, &mut rd, opts.wait_for_pid)?;
     }
     let plan = tree::Plan {
         nodes: &nodes,
@@ -179,48 +180,6 @@ fn tear_down(root: i32, plan: &tree::Plan<'_>, board: &SharedBoard) {
             Err(_) => break,
         }
     }
-}
-
-/// The tree's nodes, root first, checked against the process records.
-fn tree_of(header: &Header, procs: &[ProcessImage], path: &str) -> Result<Vec<TreeNode>> {
-    let bad = |what: String| Error::Corrupt {
-        path: path.to_string(),
-        offset: 0,
-        what,
-    };
-    let mut nodes = header.tree.clone();
-    if nodes.is_empty() {
-        return Err(bad("the header describes no process".into()));
-    }
-    for n in &nodes {
-        let has = procs.iter().any(|p| p.pid == n.pid);
-        if has == n.zombie {
-            return Err(bad(format!("process {} and its record disagree", n.pid)));
-        }
-    }
-    for p in procs {
-        if !nodes.iter().any(|n| n.pid == p.pid) {
-            return Err(bad(format!("process record {} is not in the tree", p.pid)));
-        }
-    }
-    let root = nodes[0].pid;
-    for n in nodes.iter().skip(1) {
-        if n.pid == root || !nodes.iter().any(|m| m.pid == n.ppid) {
-            return Err(bad(format!("process {} has no parent in the tree", n.pid)));
-        }
-    }
-    if nodes[0].zombie {
-        return Err(bad("the root is a zombie".into()));
-    }
-    // Older writers left pgid/sid out of the tree: take them from the records.
-    for n in nodes.iter_mut() {
-        if let Some(p) = procs.iter().find(|p| p.pid == n.pid) {
-            if n.pgid == 0 && n.sid == 0 {
-                (n.pgid, n.sid) = (p.pgid, p.sid);
-            }
-        }
-    }
-    Ok(nodes)
 }
 
 /// Pids as seen here of the descendants of `top` (a pid namespace's init), by their pid
@@ -366,144 +325,4 @@ fn build<R: Read>(
         tasks::release(threads, &area, proc, &header.cpu, host, &final_sigmask)?;
     }
     Ok((live[0], page_bytes))
-}
-
-/// Only root may restore another user's process (the restore would otherwise hand the
-/// caller that user's memory and files, or fail halfway).
-fn check_owner(proc: &ProcessImage) -> Result<()> {
-    let me = nix::unistd::geteuid().as_raw();
-    let owner = proc.creds.uids[0];
-    if me != 0 && (owner != me || proc.uid != me) {
-        return Err(Error::RestoreNotPermitted {
-            reason: format!("the image is of a process of uid {owner} and you are uid {me}; only root may restore another user's process"),
-        });
-    }
-    Ok(())
-}
-
-fn id_taken(nodes: &[TreeNode], procs: &[ProcessImage]) -> Option<i32> {
-    let zombies = nodes.iter().filter(|n| n.zombie).map(|n| n.pid);
-    procs
-        .iter()
-        .flat_map(|p| p.threads.iter().map(|t| t.tid))
-        .chain(zombies)
-        .find(|tid| std::path::Path::new(&format!("/proc/{tid}")).exists())
-}
-
-fn wait_for_free_ids<R: Read>(
-    nodes: &[TreeNode],
-    procs: &[ProcessImage],
-    rd: &mut ImageReader<R>,
-    wait: Option<Duration>,
-) -> Result<()> {
-    let Some(mut taken) = id_taken(nodes, procs) else {
-        return Ok(());
-    };
-    let Some(wait) = wait else {
-        return Err(Error::PidInUse { pid: taken });
-    };
-    rd.spool()?;
-    let t0 = Instant::now();
-    while t0.elapsed() < wait {
-        std::thread::sleep(Duration::from_millis(10));
-        match id_taken(nodes, procs) {
-            None => return Ok(()),
-            Some(t) => taken = t,
-        }
-    }
-    Err(Error::PidInUse { pid: taken })
-}
-
-/// Structural checks of a decoded process before anything is built from it.
-fn validate(p: &ProcessImage, pipeline: &Pipeline, path: &str) -> Result<()> {
-    let bad = |what: String| Error::Corrupt {
-        path: path.to_string(),
-        offset: 0,
-        what,
-    };
-    if p.pid <= 0 || p.threads.is_empty() || p.threads[0].tid != p.pid {
-        return Err(bad(format!(
-            "process record for pid {} has no main thread",
-            p.pid
-        )));
-    }
-    let mut last_end = 0;
-    for v in &p.vmas {
-        let aligned = v.start % 4096 == 0 && v.end % 4096 == 0;
-        let user = v.end <= 0x7fff_ffff_f000 || v.kind == VmaKind::Vsyscall;
-        if !aligned || v.start >= v.end || v.start < last_end || !user {
-            return Err(bad(format!(
-                "memory area {:#x}-{:#x} is invalid",
-                v.start, v.end
-            )));
-        }
-        last_end = v.end;
-    }
-    for s in &p.sections {
-        let Some(plugin) = pipeline.iter().find(|x| x.name() == s.plugin) else {
-            return Err(Error::Restore(format!(
-                "the image needs the '{}' plugin, which this spirit does not have",
-                s.plugin
-            )));
-        };
-        if s.version > plugin.version() {
-            return Err(Error::Restore(format!(
-                "the image's '{}' section is version {}, newer than this spirit's {}; use a newer spirit",
-                s.plugin,
-                s.version,
-                plugin.version()
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Before any process exists: every file the image maps must be there, and each plugin
-/// gets to check its own needs.
-fn prepare(p: &ProcessImage, pipeline: &Pipeline, allow_changed_files: bool) -> Result<()> {
-    for path in p
-        .vmas
-        .iter()
-        .filter(|v| v.kind == VmaKind::File)
-        .map(|v| &v.path)
-        .chain([&p.exe])
-    {
-        if path.ends_with(" (deleted)") {
-            return Err(Error::FileMismatch {
-                path: path.clone(),
-                what: "was deleted while the process had it mapped; spirit cannot restore mappings of deleted files yet".into(),
-            });
-        }
-        if let Err(e) = std::fs::metadata(path) {
-            return Err(Error::FileMismatch {
-                path: path.clone(),
-                what: format!("needed by the process (it is mapped or its executable) but missing on this host: {e}"),
-            });
-        }
-    }
-    for f in &p.files {
-        let now = FileId::of(&f.path).map_err(|e| Error::FileMismatch {
-            path: f.path.clone(),
-            what: format!("needed by the process but missing on this host: {e}"),
-        })?;
-        if let Some(what) = f.differs(&now) {
-            if !allow_changed_files {
-                return Err(Error::FileMismatch {
-                    path: f.path.clone(),
-                    what: format!("{what}; the process may crash with another version: restore with --allow-changed-files to accept it"),
-                });
-            }
-            tracing::warn!(path = %f.path, "{what}; restoring anyway (--allow-changed-files)");
-        }
-    }
-    let ctx = PrepareCtx {
-        process: p,
-        allow_changed_files,
-    };
-    for plugin in pipeline {
-        if let Some(sec) = p.section(plugin.name()) {
-            plugin.prepare(&ctx, &sec.data)?;
-        }
-    }
-    Ok(())
 }
