@@ -421,3 +421,58 @@ fn a_cancelled_migration_leaves_the_source_running() {
         "cancelled",
     );
 }
+
+#[test]
+fn a_migration_with_pid_ns_keeps_the_pid_on_the_target() {
+    init();
+    if !can_make_hosts() {
+        return;
+    }
+    let h = Hosts::new(true, &[]);
+    let mut procs = Procs::default();
+    let log = h.dir.path().join("count.log");
+    let mut cmd = h.a.cmd(&counter());
+    cmd.arg(&log)
+        .arg("20")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let pid = procs.spawn(cmd);
+    assert!(wait_growth(&log, 5, T), "the counter does not run");
+    let job = call(
+        &h.bus_a.address,
+        None,
+        "Migrate",
+        "usa{sv}",
+        &[&pid.to_string(), "b", "1", "pid_ns", "b", "true"],
+    )
+    .unwrap();
+    let state = wait_job(&h.bus_a.address, &job, T);
+    assert_eq!(
+        state,
+        "done",
+        "{}\nB: {}",
+        job_error(&h.bus_a.address, &job),
+        h.log_b()
+    );
+    let on_b = result_u64(&h.bus_a.address, &job, "new_pid") as u32;
+    procs.adopt(on_b);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(procs.exited(pid), "the source process still runs on A");
+    let status = std::fs::read_to_string(format!("/proc/{on_b}/status")).unwrap();
+    let inner = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|v| v.split_whitespace().last())
+        .and_then(|v| v.parse::<u32>().ok());
+    assert_eq!(
+        inner,
+        Some(pid),
+        "inside its new pid namespace the process keeps its pid"
+    );
+    assert!(
+        wait_growth(&log, 5, T),
+        "the counter does not continue on B"
+    );
+    assert_continuous(&log, 10);
+}

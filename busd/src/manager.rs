@@ -112,7 +112,8 @@ impl Manager {
     /// Migrate process `pid` to the configured peer `peer`: it stays frozen while its
     /// image streams to the peer, and ends only once the peer confirms the restored
     /// process runs; on any failure before that it resumes. Options: `keep_source`
-    /// (b): leave the source running (a copy). Returns the job.
+    /// (b): leave the source running (a copy); `pid_ns` (b): restore on the peer in a
+    /// new pid namespace, keeping the pids (root only there). Returns the job.
     async fn migrate(
         &self,
         #[zbus(header)] hdr: Header<'_>,
@@ -121,7 +122,7 @@ impl Manager {
         opts: Opts,
     ) -> Result<OwnedObjectPath, BusError> {
         let who = self.caller(&hdr).await?;
-        let [keep_source] = bool_opts(&opts, ["keep_source"])?;
+        let [keep_source, pid_ns] = bool_opts(&opts, ["keep_source", "pid_ns"])?;
         let Some(p) = self.ctx.cfg.peer(&peer).cloned() else {
             let names: Vec<&str> = self.ctx.cfg.peers.iter().map(|p| p.name.as_str()).collect();
             return Err(BusError::UnknownPeer(format!(
@@ -132,7 +133,9 @@ impl Manager {
         let desc = format!("migrate pid {pid} to {peer}");
         let job = Jobs::create(&self.ctx, "migrate", desc, who.uid).await?;
         let path = job.path.clone();
-        job::spawn(job, move |j| peer::migrate(j, &who, pid, &p, keep_source));
+        job::spawn(job, move |j| {
+            peer::migrate(j, &who, pid, &p, keep_source, pid_ns)
+        });
         Ok(path)
     }
 

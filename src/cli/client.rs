@@ -41,6 +41,9 @@ pub enum ClientCmd {
         /// Leave the process running here too (a copy).
         #[arg(long)]
         keep_source: bool,
+        /// Restore on the peer in a new pid namespace, keeping the pids.
+        #[arg(long)]
+        pid_ns: bool,
         #[command(flatten)]
         bus: BusArg,
     },
@@ -90,8 +93,9 @@ pub fn client(cmd: ClientCmd) -> i32 {
             pid,
             to,
             keep_source,
+            pid_ns,
             ..
-        } => migrate(&conn, &mgr, pid, &to, keep_source),
+        } => migrate(&conn, &mgr, pid, &to, keep_source, pid_ns),
     };
     match r {
         Ok(code) => code,
@@ -133,10 +137,14 @@ fn migrate(
     pid: u32,
     to: &str,
     keep_source: bool,
+    pid_ns: bool,
 ) -> zbus::Result<i32> {
     let mut opts = HashMap::new();
     if keep_source {
         opts.insert("keep_source", Value::from(true));
+    }
+    if pid_ns {
+        opts.insert("pid_ns", Value::from(true));
     }
     let path = mgr.migrate(pid, to, opts)?;
     let job = JobProxyBlocking::builder(conn).path(path)?.build()?;

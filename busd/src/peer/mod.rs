@@ -42,6 +42,9 @@ pub enum Msg {
         page_bytes: u64,
         #[serde(default)]
         files: Vec<survey::NeededFile>,
+        /// Restore into a new pid namespace on the target, keeping the pids.
+        #[serde(default)]
+        pid_ns: bool,
     },
     /// Target → source: send the image.
     Accept,

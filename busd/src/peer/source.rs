@@ -28,6 +28,7 @@ pub fn migrate(
     pid: u32,
     peer: &Peer,
     keep_source: bool,
+    pid_ns: bool,
 ) -> Result<ResultMap, String> {
     let started = Instant::now();
     let ctx = job.ctx();
@@ -48,6 +49,7 @@ pub fn migrate(
         uid: who.uid,
         page_bytes: survey.page_bytes,
         files: survey.files,
+        pid_ns,
     })
     .map_err(lost)?;
     match link.recv_msg().map_err(lost)? {

@@ -92,7 +92,7 @@ fn fits(ctx: &Ctx, page_bytes: u64, files: &[NeededFile]) -> Result<(), String> 
 fn serve(ctx: Arc<Ctx>, mut link: Link) {
     let peer = link.peer_name.clone();
     let addr = link.peer_addr;
-    let (pid, comm, user, uid, page_bytes, files) = match link.recv_msg() {
+    let (pid, comm, user, uid, page_bytes, files, pid_ns) = match link.recv_msg() {
         Ok(Msg::Migrate {
             pid,
             comm,
@@ -100,7 +100,8 @@ fn serve(ctx: Arc<Ctx>, mut link: Link) {
             uid,
             page_bytes,
             files,
-        }) => (pid, comm, user, uid, page_bytes, files),
+            pid_ns,
+        }) => (pid, comm, user, uid, page_bytes, files, pid_ns),
         Ok(m) => return tracing::warn!("peer {peer}: unexpected first message {m:?}"),
         Err(e) => return tracing::warn!("peer {peer}: link broken before a request: {e}"),
     };
@@ -116,6 +117,12 @@ fn serve(ctx: Arc<Ctx>, mut link: Link) {
     };
     if let Err(reason) = fits(&ctx, page_bytes, &files) {
         return refuse(&mut link, reason);
+    }
+    if pid_ns && !who.is_root() {
+        return refuse(
+            &mut link,
+            format!("a new pid namespace needs root, and the process would run here as {user}"),
+        );
     }
     let max = ctx.cfg.limits.max_incoming;
     if ctx.incoming.fetch_add(1, Ordering::SeqCst) >= max {
@@ -133,7 +140,7 @@ fn serve(ctx: Arc<Ctx>, mut link: Link) {
     };
     job::spawn(job, move |j| {
         let _slot = slot;
-        receive(j, &who, link, &peer)
+        receive(j, &who, link, &peer, pid_ns)
     });
 }
 
@@ -142,9 +149,13 @@ fn receive(
     who: &Identity,
     mut link: Link,
     peer: &str,
+    pid_ns: bool,
 ) -> Result<ResultMap, String> {
     let mut cmd = worker::command(job.ctx(), who);
-    cmd.args(["restore", "-", "--detach", "--new-pid"]);
+    // The original pids are still taken while the source waits for our answer: fresh
+    // pids, or the original ones inside a new pid namespace.
+    let ids = if pid_ns { "--pid-ns" } else { "--new-pid" };
+    cmd.args(["restore", "-", "--detach", ids]);
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut w = match Worker::spawn(cmd, &format!("job {} incoming", job.id)) {
         Ok(w) => w,
