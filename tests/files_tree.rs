@@ -10,14 +10,7 @@ use std::fs;
 use std::path::Path;
 
 fn pids(dir: &TestDir) -> (i32, i32) {
-    wait_until("pids file", TIMEOUT, || {
-        fs::read_to_string(dir.join("pids")).is_ok_and(|s| s.ends_with('\n'))
-    });
-    let s = fs::read_to_string(dir.join("pids")).expect("pids");
-    let v: Vec<i32> = s
-        .split_whitespace()
-        .map(|x| x.parse().expect("pid"))
-        .collect();
+    let v = read_pids(dir);
     (v[0], v[1])
 }
 

@@ -20,14 +20,7 @@ fn stat(pid: i32) -> (char, i32, i32, i32) {
 }
 
 fn pids(dir: &TestDir) -> (i32, i32, i32) {
-    wait_until("pids file", TIMEOUT, || {
-        fs::read_to_string(dir.join("pids")).is_ok_and(|s| s.ends_with('\n'))
-    });
-    let s = fs::read_to_string(dir.join("pids")).expect("pids");
-    let v: Vec<i32> = s
-        .split_whitespace()
-        .map(|x| x.parse().expect("pid"))
-        .collect();
+    let v = read_pids(dir);
     (v[0], v[1], v[2])
 }
 
@@ -176,14 +169,7 @@ fn a_process_group_whose_leader_is_gone_keeps_its_id() {
     let log = dir.join("b.log");
     let mut b;
     let mut parent = Proc::spawn(&prog, &[&dir.s("")], &dir, "parent");
-    wait_until("pids file", TIMEOUT, || {
-        fs::read_to_string(dir.join("pids")).is_ok_and(|s| s.ends_with('\n'))
-    });
-    let ids: Vec<i32> = fs::read_to_string(dir.join("pids"))
-        .expect("pids")
-        .split_whitespace()
-        .map(|x| x.parse().expect("pid"))
-        .collect();
+    let ids = read_pids(&dir);
     let (pa, pb) = (ids[0], ids[1]);
     wait_lines(&log, 5);
     assert_eq!(stat(pb).2, pa, "B is in the group of A, which is gone");

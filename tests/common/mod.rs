@@ -654,3 +654,15 @@ pub fn parent_of(pid: i32) -> Option<i32> {
         .parse()
         .ok()
 }
+
+/// The pids a test program wrote, space separated, to `dir/pids` (waits for the line).
+pub fn read_pids(dir: &TestDir) -> Vec<i32> {
+    wait_until("pids file", TIMEOUT, || {
+        fs::read_to_string(dir.join("pids")).is_ok_and(|s| s.ends_with('\n'))
+    });
+    fs::read_to_string(dir.join("pids"))
+        .expect("pids")
+        .split_whitespace()
+        .map(|x| x.parse().expect("pid"))
+        .collect()
+}
