@@ -39,16 +39,30 @@ pub fn survey(pid: u32) -> Result<Survey, String> {
             continue;
         }
         seen.push(p);
-        let e = |e: spirit_core::Error| format!("surveying pid {p} before the migration: {e}");
-        let mut vmas = procinfo::vmas(p).map_err(e)?;
-        let runs = pages::plan(p, &mut vmas).map_err(e)?;
-        s.page_bytes += runs.iter().map(|r| r.1 as u64).sum::<u64>();
-        let exe = std::fs::read_link(format!("/proc/{p}/exe"))
-            .map(|x| x.to_string_lossy().into_owned())
-            .map_err(|err| {
-                format!("surveying pid {p} before the migration: its executable: {err}")
-            })?;
-        for f in procinfo::file_ids(p, &exe, &vmas) {
+        let one = (|| -> Result<(u64, Vec<FileId>), String> {
+            let e = |e: spirit_core::Error| format!("surveying pid {p} before the migration: {e}");
+            let mut vmas = procinfo::vmas(p).map_err(e)?;
+            let runs = pages::plan(p, &mut vmas).map_err(e)?;
+            let exe = std::fs::read_link(format!("/proc/{p}/exe"))
+                .map(|x| x.to_string_lossy().into_owned())
+                .map_err(|err| {
+                    format!("surveying pid {p} before the migration: its executable: {err}")
+                })?;
+            let bytes = runs.iter().map(|r| r.1 as u64).sum::<u64>();
+            Ok((bytes, procinfo::file_ids(p, &exe, &vmas)))
+        })();
+        let (bytes, files) = match one {
+            Ok(x) => x,
+            // A descendant may exit while the tree runs on: it is simply not there.
+            Err(_)
+                if p != pid as i32 && !std::path::Path::new(&format!("/proc/{p}/exe")).exists() =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        };
+        s.page_bytes += bytes;
+        for f in files {
             if !s.files.iter().any(|n| n.path == f.path) {
                 s.files.push(NeededFile {
                     path: f.path,
