@@ -26,6 +26,19 @@ fn migrate(bus: &str, pid: u32, peer: &str) -> String {
     .unwrap()
 }
 
+/// A counter on host A appending to `log`, running.
+fn start_counter_on_a(h: &Hosts, procs: &mut Procs, log: &std::path::Path) -> u32 {
+    let mut cmd = h.a.cmd(&counter());
+    cmd.arg(log)
+        .arg("20")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let pid = procs.spawn(cmd);
+    assert!(wait_growth(log, 5, T), "the counter does not run");
+    pid
+}
+
 #[test]
 fn a_counter_migrates_there_and_back_without_a_gap() {
     init();
@@ -35,14 +48,7 @@ fn a_counter_migrates_there_and_back_without_a_gap() {
     let h = Hosts::new(true, &[]);
     let mut procs = Procs::default();
     let log = h.dir.path().join("count.log");
-    let mut cmd = h.a.cmd(&counter());
-    cmd.arg(&log)
-        .arg("20")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let pid = procs.spawn(cmd);
-    assert!(wait_growth(&log, 5, T), "the counter does not run");
+    let pid = start_counter_on_a(&h, &mut procs, &log);
 
     // A → B with busctl.
     let job = migrate(&h.bus_a.address, pid, "b");
@@ -431,14 +437,7 @@ fn a_migration_with_pid_ns_keeps_the_pid_on_the_target() {
     let h = Hosts::new(true, &[]);
     let mut procs = Procs::default();
     let log = h.dir.path().join("count.log");
-    let mut cmd = h.a.cmd(&counter());
-    cmd.arg(&log)
-        .arg("20")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let pid = procs.spawn(cmd);
-    assert!(wait_growth(&log, 5, T), "the counter does not run");
+    let pid = start_counter_on_a(&h, &mut procs, &log);
     let job = call(
         &h.bus_a.address,
         None,
