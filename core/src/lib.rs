@@ -21,6 +21,7 @@ pub(crate) mod core_capnp {
 pub mod codec;
 pub mod dump;
 pub mod error;
+pub mod fdclass;
 pub mod header;
 pub mod image;
 pub mod model;

@@ -1,14 +1,14 @@
 //! The plugin contract: a plugin owns one kind of resource end to end — what it
 //! collects at checkpoint, its section's schema, how it is rebuilt, how it is shown.
 //!
-//! Order of calls (see DESIGN.md, "The plugin contract"):
-//! `dump` while the tree is frozen → `prepare` on the restoring host before any process
-//! exists → `restore_in_child` inside the new process before its memory is replaced →
-//! `restore_remote` by remote syscalls once memory is in place → `finish` after the tree
-//! runs. `show` renders a section for `spirit show`.
+//! Contract v2: tree-level calls beside per-process ones, and per-tree state that the
+//! pipeline owns (no plugin keeps a static). The order of calls is on [`Plugin`]; see
+//! also DESIGN.md, "The plugin contract".
 //!
-//! Sections are bytes in the plugin's own Cap'n Proto schema; nothing Rust-specific
-//! crosses the contract's edge, so an out-of-process plugin can speak it later.
+//! Descriptors reach plugins already classified ([`FdKind`], decided once in
+//! [`crate::fdclass`]); a plugin claims those it dumps. Sections are bytes in the
+//! plugin's own Cap'n Proto schema; nothing Rust-specific crosses the contract's edge,
+//! so an out-of-process plugin (`org.spirit.Plugin1`) speaks it too.
 
 use crate::error::Result;
 use crate::model::ProcessImage;
@@ -55,22 +55,89 @@ impl Remote<'_> {
     }
 }
 
-/// A descriptor of the process being checkpointed; a plugin that handles it claims it.
+pub use crate::fdclass::{FdEntry, FdKind};
+
+/// A plugin's state for one dump or one restore of a tree: made by the plugin's
+/// tree-level call, owned by the pipeline, handed back to every later call of the same
+/// dump or restore, dropped at its end. A restore's state is made before the first
+/// fork, so each restore child has its own copy (read-only there).
+pub type TreeState = Box<dyn std::any::Any + Send>;
+
+/// The state of a plugin that keeps none.
+pub fn no_state() -> TreeState {
+    Box::new(())
+}
+
+/// The plugin's own state type inside a [`TreeState`] (a plugin only ever gets back the
+/// state it made; anything else is a bug in the pipeline, reported as an error).
+pub fn state_mut<T: 'static>(s: &mut TreeState) -> Result<&mut T> {
+    s.downcast_mut::<T>()
+        .ok_or_else(|| crate::Error::Restore("plugin handed another plugin's state".into()))
+}
+
+/// Read-only access to the plugin's own state type.
+pub fn state_ref<T: 'static>(s: &TreeState) -> Result<&T> {
+    s.downcast_ref::<T>()
+        .ok_or_else(|| crate::Error::Restore("plugin handed another plugin's state".into()))
+}
+
+/// One process of a frozen tree with its classified descriptors.
 #[derive(Clone, Debug)]
-pub struct FdEntry {
-    pub fd: i32,
-    /// `readlink /proc/PID/fd/N`.
-    pub target: String,
-    pub claimed: bool,
+pub struct FrozenProcess {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    /// Descriptors not left out with `--skip-fd`.
+    pub fds: Vec<FdEntry>,
+}
+
+/// The whole frozen tree, as a dump sees it before any process's own dump: for
+/// resources shared between processes (a pipe, a socketpair, a pty, one open file).
+#[derive(Clone, Debug)]
+pub struct DumpTree {
+    /// Live processes, root first, every parent before its children.
+    pub procs: Vec<FrozenProcess>,
+}
+
+impl DumpTree {
+    pub fn contains(&self, pid: i32) -> bool {
+        self.procs.iter().any(|p| p.pid == pid)
+    }
+
+    pub fn process(&self, pid: i32) -> Option<&FrozenProcess> {
+        self.procs.iter().find(|p| p.pid == pid)
+    }
+
+    /// Every (pid, descriptor) of the tree.
+    pub fn all_fds(&self) -> impl Iterator<Item = (i32, &FdEntry)> {
+        self.procs
+            .iter()
+            .flat_map(|p| p.fds.iter().map(move |f| (p.pid, f)))
+    }
 }
 
 /// What a plugin sees while the process is frozen.
 pub struct DumpCtx<'a> {
     pub remote: Remote<'a>,
-    /// Descriptors not left out with `--skip-fd`; unclaimed ones fail the checkpoint.
+    /// This process's classified descriptors; unclaimed ones fail the checkpoint.
     pub fds: &'a mut Vec<FdEntry>,
     /// The core state collected so far (registers, memory layout...).
     pub process: &'a ProcessImage,
+    /// The whole frozen tree.
+    pub tree: &'a DumpTree,
+}
+
+/// How a dump ended, for [`Plugin::dump_end`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DumpOutcome {
+    /// The image is committed and the tree runs on (`--leave-running`, or a migration
+    /// target that did not confirm).
+    Resumed,
+    /// The image is committed and the tree was ended (it lives on in the image).
+    Killed,
+    /// The dump failed; the tree runs on untouched.
+    Failed,
 }
 
 /// What a plugin sees when it prepares a restore on this host.
@@ -122,27 +189,70 @@ pub struct RestoreCtx<'a> {
     pub final_sigmask: &'a mut [u64],
 }
 
+/// A resource kind's owner. Calls, in order (every call may fail; a failed dump resumes
+/// the tree untouched, a failed restore kills what was built):
+///
+/// Dump, the whole tree frozen: [`dump_tree`](Plugin::dump_tree) once (see what is
+/// shared between processes, set up what must hold during the dump — e.g. a network
+/// lock — and make the state) → [`dump`](Plugin::dump) per process, parents first
+/// (claim descriptors, return the section) → the image is written →
+/// [`dump_end`](Plugin::dump_end) once with how it ended, also on failure.
+///
+/// Restore: [`plan_restore`](Plugin::plan_restore) once, every section decoded in
+/// the restorer before anything exists (decide who creates what is shared, make the
+/// state) → [`prepare`](Plugin::prepare) per process (check the host has what the
+/// section needs) → in each restore child: [`restore_before_fork`](Plugin::restore_before_fork)
+/// (create what descendants inherit) then, once its children are forked,
+/// [`restore_in_child`](Plugin::restore_in_child) → in the restorer, once each process's
+/// memory is in place: [`restore_remote`](Plugin::restore_remote) by remote syscalls →
+/// the tree runs → [`finish`](Plugin::finish) per process → [`restore_end`](Plugin::restore_end)
+/// once, also on failure (remove what the plan set up on the host).
 pub trait Plugin: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Section format version; a restore refuses sections newer than the plugin.
     fn version(&self) -> u32;
 
-    /// Collect this plugin's state of the frozen process; `None` if it has nothing.
-    fn dump(&self, ctx: &mut DumpCtx<'_>) -> Result<Option<Vec<u8>>>;
+    /// Once per dump, after every process of the tree is frozen and its descriptors
+    /// classified, before any [`dump`](Plugin::dump).
+    fn dump_tree(&self, _tree: &DumpTree) -> Result<TreeState> {
+        Ok(no_state())
+    }
+
+    /// Collect this plugin's state of one frozen process; `None` if it has nothing.
+    fn dump(&self, state: &mut TreeState, ctx: &mut DumpCtx<'_>) -> Result<Option<Vec<u8>>>;
+
+    /// Once per dump, after the image is committed or the dump failed.
+    fn dump_end(&self, _state: &mut TreeState, _outcome: DumpOutcome) {}
+
+    /// Once per restore, before anything exists: every process's record (sections
+    /// included) is in `tree`.
+    fn plan_restore(&self, _tree: &TreeView<'_>) -> Result<TreeState> {
+        Ok(no_state())
+    }
 
     /// On the restoring host, before any process exists: check that what the section
     /// needs is there (files, devices...).
-    fn prepare(&self, _ctx: &PrepareCtx<'_>, _section: &[u8]) -> Result<()> {
+    fn prepare(
+        &self,
+        _state: &mut TreeState,
+        _ctx: &PrepareCtx<'_>,
+        _section: &[u8],
+    ) -> Result<()> {
         Ok(())
     }
 
     /// In process `pid`'s restore child (pid as in the image), after its session and
     /// group are set and before it forks its children: create what descendants inherit
     /// (shared pipes, open files shared across fork), parked at descriptor numbers the
-    /// plugin derives from the tree alone, so each descendant finds them again.
-    /// Returns nothing: whatever a process does not keep is closed after its setup.
-    fn restore_before_fork(&self, _tree: &TreeView<'_>, _pid: i32) -> Result<()> {
+    /// plan fixed, so each descendant finds them again. Whatever a process does not
+    /// keep is closed after its setup.
+    fn restore_before_fork(
+        &self,
+        _state: &TreeState,
+        _tree: &TreeView<'_>,
+        _pid: i32,
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -151,6 +261,7 @@ pub trait Plugin: Send + Sync {
     /// included, unless returned).
     fn restore_in_child(
         &self,
+        _state: &TreeState,
         _tree: &TreeView<'_>,
         _process: &ProcessImage,
         _section: &[u8],
@@ -159,19 +270,32 @@ pub trait Plugin: Send + Sync {
     }
 
     /// After the memory is in place, by remote syscalls.
-    fn restore_remote(&self, _ctx: &mut RestoreCtx<'_>, _section: &[u8]) -> Result<()> {
+    fn restore_remote(
+        &self,
+        _state: &mut TreeState,
+        _ctx: &mut RestoreCtx<'_>,
+        _section: &[u8],
+    ) -> Result<()> {
         Ok(())
     }
 
     /// After the process runs.
-    fn finish(&self, _process: &ProcessImage, _section: &[u8]) -> Result<()> {
+    fn finish(
+        &self,
+        _state: &mut TreeState,
+        _process: &ProcessImage,
+        _section: &[u8],
+    ) -> Result<()> {
         Ok(())
     }
+
+    /// Once per restore, after the tree runs (`ok`) or the restore failed.
+    fn restore_end(&self, _state: &mut TreeState, _ok: bool) {}
 
     /// The section as readable JSON.
     fn show(&self, section: &[u8]) -> Result<serde_json::Value>;
 }
 
 /// The ordered plugin list (order is part of the design: files before sockets before tty
-/// in the child; signals after memory in the remote phase).
+/// in the child; signals after memory in the remote phase; security state last).
 pub type Pipeline = Vec<Box<dyn Plugin>>;

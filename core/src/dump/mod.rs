@@ -10,8 +10,8 @@ pub mod pages;
 use crate::error::{Error, Result};
 use crate::image::ImageWriter;
 use crate::model::{Header, ProcessImage, Section, ThreadState, TreeNode};
-use crate::plugin::{DumpCtx, FdEntry, Pipeline, Remote};
-use crate::{header, procinfo};
+use crate::plugin::{DumpCtx, DumpOutcome, DumpTree, FrozenProcess, Pipeline, Remote, TreeState};
+use crate::{fdclass, header, procinfo};
 use spirit_kmod::{find_syscall_gadget, get_robust_list, regs_to_array, Tracee};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -107,11 +107,30 @@ fn dump_into<W: Write>(
         threads: tree.iter().map(|f| f.tracees.len()).sum(),
         ..Default::default()
     };
+    let mut states: Vec<TreeState> = Vec::with_capacity(pipeline.len());
     let written = (|| -> Result<Ending> {
+        let view = DumpTree {
+            procs: tree
+                .iter()
+                .filter(|f| f.zombie.is_none())
+                .map(|f| {
+                    Ok(FrozenProcess {
+                        pid: f.pid,
+                        ppid: f.ppid,
+                        pgid: f.pgid,
+                        sid: f.sid,
+                        fds: fdclass::list(f.pid, &opts.skip_fds)?,
+                    })
+                })
+                .collect::<Result<_>>()?,
+        };
+        for p in pipeline {
+            states.push(p.dump_tree(&view)?);
+        }
         let mut procs = Vec::new();
         let mut runs = Vec::new();
         for f in tree.iter_mut().filter(|f| f.zombie.is_none()) {
-            let mut proc = collect(f.pid, &mut f.tracees, opts, pipeline)?;
+            let mut proc = collect(f.pid, &mut f.tracees, &view, pipeline, &mut states)?;
             proc.vmas = procinfo::vmas(f.pid)?;
             proc.files = procinfo::file_ids(f.pid, &proc.exe, &proc.vmas);
             runs.push(pages::plan(f.pid, &mut proc.vmas)?);
@@ -147,6 +166,9 @@ fn dump_into<W: Write>(
         Ok(e) => e,
         Err(e) => {
             drop(tree); // resumes every thread of every process as it was
+            for (p, st) in pipeline.iter().zip(&mut states) {
+                p.dump_end(st, DumpOutcome::Failed);
+            }
             return Err(e);
         }
     };
@@ -155,15 +177,23 @@ fn dump_into<W: Write>(
         Ending::Resume => true,
         Ending::Kill => false,
     };
-    if stats.resumed {
-        for f in tree {
-            for t in f.tracees {
-                t.release()?;
-            }
-        }
+    let outcome = if stats.resumed {
+        DumpOutcome::Resumed
+    } else {
+        DumpOutcome::Killed
+    };
+    let released = if stats.resumed {
+        tree.into_iter()
+            .flat_map(|f| f.tracees)
+            .try_for_each(|t| t.release())
     } else {
         freeze::kill_tree(tree);
+        Ok(())
+    };
+    for (p, st) in pipeline.iter().zip(&mut states) {
+        p.dump_end(st, outcome);
     }
+    released?;
     stats.frozen = frozen_at.elapsed();
     stats.total = t0.elapsed();
     Ok(stats)
@@ -201,8 +231,9 @@ fn build_header(tree: &[freeze::Frozen], procs: &[ProcessImage], pipeline: &Pipe
 fn collect(
     pid: i32,
     tracees: &mut [Tracee],
-    opts: &DumpOptions,
+    tree: &DumpTree,
     pipeline: &Pipeline,
+    states: &mut [TreeState],
 ) -> Result<ProcessImage> {
     let gadget = find_syscall_gadget(pid)?;
     let mut remote = Remote {
@@ -220,7 +251,7 @@ fn collect(
         &[0, SCRATCH_LEN, prot, flags, u64::MAX, 0],
         "mmap (scratch)",
     )? as u64;
-    let got = collect_with_scratch(pid, &mut remote, opts, pipeline);
+    let got = collect_with_scratch(pid, &mut remote, tree, pipeline, states);
     let unmapped = remote.syscall_ok(
         0,
         libc::SYS_munmap,
@@ -235,8 +266,9 @@ fn collect(
 fn collect_with_scratch(
     pid: i32,
     remote: &mut Remote<'_>,
-    opts: &DumpOptions,
+    tree: &DumpTree,
     pipeline: &Pipeline,
+    states: &mut [TreeState],
 ) -> Result<ProcessImage> {
     let ids = procinfo::stat(pid)?;
     let (uid, gid) = procinfo::owner(pid)?;
@@ -305,8 +337,8 @@ fn collect_with_scratch(
         st.tid_address = u64::from_le_bytes(remote.read(scratch, 8)?.try_into().expect("8 bytes"));
         proc.threads.push(st);
     }
-    let mut fds = list_fds(pid, &opts.skip_fds)?;
-    for plugin in pipeline {
+    let mut fds = tree.process(pid).map(|p| p.fds.clone()).unwrap_or_default();
+    for (plugin, state) in pipeline.iter().zip(states.iter_mut()) {
         let mut ctx = DumpCtx {
             remote: Remote {
                 pid,
@@ -317,8 +349,9 @@ fn collect_with_scratch(
             },
             fds: &mut fds,
             process: &proc,
+            tree,
         };
-        if let Some(data) = plugin.dump(&mut ctx)? {
+        if let Some(data) = plugin.dump(state, &mut ctx)? {
             proc.sections.push(Section {
                 plugin: plugin.name().to_string(),
                 version: plugin.version(),
@@ -327,68 +360,7 @@ fn collect_with_scratch(
         }
     }
     if let Some(fd) = fds.iter().find(|f| !f.claimed) {
-        return Err(Error::UnsupportedFd {
-            pid,
-            fd: fd.fd,
-            kind: fd_kind(&fd.target).to_string(),
-            target: fd.target.clone(),
-        });
+        return Err(fd.unsupported(pid));
     }
     Ok(proc)
-}
-
-fn list_fds(pid: i32, skip: &[i32]) -> Result<Vec<FdEntry>> {
-    let dir = format!("/proc/{pid}/fd");
-    let mut fds: Vec<FdEntry> = std::fs::read_dir(&dir)
-        .map_err(|e| Error::io(&dir, e))?
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let fd: i32 = e.file_name().to_str()?.parse().ok()?;
-            let target = std::fs::read_link(e.path())
-                .ok()?
-                .to_string_lossy()
-                .into_owned();
-            Some(FdEntry {
-                fd,
-                target,
-                claimed: false,
-            })
-        })
-        .filter(|f| !skip.contains(&f.fd))
-        .collect();
-    fds.sort_by_key(|f| f.fd);
-    Ok(fds)
-}
-
-/// A readable name for the kind of descriptor a `/proc/PID/fd` link points to.
-pub fn fd_kind(target: &str) -> &'static str {
-    if target.starts_with("pipe:") {
-        "a pipe"
-    } else if target.starts_with("socket:") {
-        "a socket"
-    } else if target.starts_with("anon_inode:[eventfd]") {
-        "an eventfd"
-    } else if target.starts_with("anon_inode:[eventpoll]") {
-        "an epoll instance"
-    } else if target.starts_with("anon_inode:[timerfd]") {
-        "a timerfd"
-    } else if target.starts_with("anon_inode:[signalfd]") {
-        "a signalfd"
-    } else if target.starts_with("anon_inode:inotify") {
-        "an inotify instance"
-    } else if target.starts_with("anon_inode:") {
-        "an anonymous-inode descriptor"
-    } else if target.starts_with("/memfd:") {
-        "a memfd"
-    } else if target.starts_with("/dev/pts/")
-        || target.starts_with("/dev/tty")
-        || target == "/dev/console"
-        || target == "/dev/ptmx"
-    {
-        "a terminal"
-    } else if target.ends_with(" (deleted)") {
-        "a deleted file"
-    } else {
-        "an unsupported file"
-    }
 }

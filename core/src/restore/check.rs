@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::image::ImageReader;
 use crate::model::{FileId, Header, ProcessImage, TreeNode, VmaKind};
-use crate::plugin::{Pipeline, PrepareCtx};
+use crate::plugin::{Pipeline, PrepareCtx, TreeState};
 use std::io::Read;
 use std::time::{Duration, Instant};
 
@@ -149,6 +149,7 @@ pub(crate) fn validate(p: &ProcessImage, pipeline: &Pipeline, path: &str) -> Res
 pub(crate) fn prepare(
     p: &ProcessImage,
     pipeline: &Pipeline,
+    states: &mut [TreeState],
     allow_changed_files: bool,
 ) -> Result<()> {
     for path in p
@@ -190,9 +191,9 @@ pub(crate) fn prepare(
         process: p,
         allow_changed_files,
     };
-    for plugin in pipeline {
+    for (plugin, st) in pipeline.iter().zip(states.iter_mut()) {
         if let Some(sec) = p.section(plugin.name()) {
-            plugin.prepare(&ctx, &sec.data)?;
+            plugin.prepare(st, &ctx, &sec.data)?;
         }
     }
     Ok(())

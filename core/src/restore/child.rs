@@ -2,19 +2,20 @@
 //! cwd, umask, descriptors; then name, personality, rlimits) before the restorer
 //! replaces its memory and threads. `tree.rs` forks the children and calls it.
 
+use super::tree::Plugins;
 use crate::error::{Error, Result};
 use crate::model::ProcessImage;
-use crate::plugin::{Pipeline, TreeView};
+use crate::plugin::TreeView;
 use spirit_kmod::{get_rlimit, set_personality, set_rlimit};
 
-pub(crate) fn setup(tree: &TreeView<'_>, proc: &ProcessImage, pipeline: &Pipeline) -> Result<()> {
+pub(crate) fn setup(tree: &TreeView<'_>, proc: &ProcessImage, plugins: Plugins<'_>) -> Result<()> {
     let _ =
         nix::sys::prctl::set_name(&std::ffi::CString::new(proc.comm.clone()).unwrap_or_default());
     set_personality(proc.personality)?;
     let mut keep = Vec::new();
-    for p in pipeline {
+    for (p, st) in plugins.list.iter().zip(plugins.states) {
         if let Some(sec) = proc.section(p.name()) {
-            keep.extend(p.restore_in_child(tree, proc, &sec.data)?);
+            keep.extend(p.restore_in_child(st, tree, proc, &sec.data)?);
         }
     }
     close_others(&keep)?;

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::header::{check_cpu, host_cpu};
 use crate::image::{Frame, ImageReader};
 use crate::model::{Header, ProcessImage};
-use crate::plugin::{Pipeline, Remote, RestoreCtx};
+use crate::plugin::{Pipeline, Remote, RestoreCtx, TreeState, TreeView};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -71,8 +71,7 @@ pub fn restore<R: Read>(
         Frame::Header(h) => *h,
         _ => unreachable!("the reader returns the header first or fails"),
     };
-    let host = host_cpu();
-    check_cpu(&header.cpu, &host)?;
+    check_cpu(&header.cpu, &host_cpu())?;
     let mut procs: Vec<ProcessImage> = Vec::new();
     let first_pages = loop {
         match rd.next_frame(&mut buf)? {
@@ -85,59 +84,106 @@ pub fn restore<R: Read>(
     for proc in &procs {
         check::validate(proc, pipeline, path)?;
         check::check_owner(proc)?;
-        check::prepare(proc, pipeline, opts.allow_changed_files)?;
     }
-    if !opts.new_pid && !opts.pid_ns {
-        check::wait_for_free_ids(&nodes, &procs, &mut rd, opts.wait_for_pid)?;
-    }
-    let plan = tree::Plan {
+    let view = TreeView {
         nodes: &nodes,
         procs: &procs,
+    };
+    let mut states = Vec::with_capacity(pipeline.len());
+    let restored = (|| {
+        for p in pipeline {
+            states.push(p.plan_restore(&view)?);
+        }
+        for proc in &procs {
+            check::prepare(proc, pipeline, &mut states, opts.allow_changed_files)?;
+        }
+        if !opts.new_pid && !opts.pid_ns {
+            check::wait_for_free_ids(&nodes, &procs, &mut rd, opts.wait_for_pid)?;
+        }
+        run(
+            &nodes,
+            &procs,
+            &header,
+            rd,
+            buf,
+            first_pages,
+            opts,
+            pipeline,
+            &mut states,
+        )
+    })();
+    for (p, st) in pipeline.iter().zip(&mut states) {
+        p.restore_end(st, restored.is_ok());
+    }
+    let (pid, waiter, page_bytes) = restored?;
+    Ok(Restored {
+        pid,
+        waiter,
+        processes: procs.len(),
+        threads: procs.iter().map(|p| p.threads.len()).sum(),
+        page_bytes,
+        total: t0.elapsed(),
+    })
+}
+
+/// Build the checked tree and let it run: (root pid, the caller's child, page bytes).
+#[allow(clippy::too_many_arguments)]
+fn run<R: Read>(
+    nodes: &[crate::model::TreeNode],
+    procs: &[ProcessImage],
+    header: &Header,
+    mut rd: ImageReader<R>,
+    mut buf: Vec<u8>,
+    first_pages: Frame,
+    opts: &RestoreOptions,
+    pipeline: &Pipeline,
+    states: &mut [TreeState],
+) -> Result<(i32, i32, u64)> {
+    let host = host_cpu();
+    let plan = tree::Plan {
+        nodes,
+        procs,
         keep_pids: !opts.new_pid,
+    };
+    let plugins = tree::Plugins {
+        list: pipeline,
+        states,
     };
     let board = SharedBoard::new(nodes.len())?;
     // Orphans of a failed build come to us to be reaped, not to a PID 1 that may not reap.
     let _ = spirit_kmod::set_child_subreaper();
     let spawned = if opts.pid_ns {
-        tree::spawn_in_pid_ns(&plan, pipeline, &board)?
+        tree::spawn_in_pid_ns(&plan, plugins, &board)?
     } else {
-        tree::spawn(&plan, pipeline, &board)?
+        tree::spawn(&plan, plugins, &board)?
     };
     let pending = match first_pages {
         Frame::End(_) => None,
         f => Some((f, std::mem::take(&mut buf))),
     };
     let built = build(
-        spawned, &plan, &header, &host, &mut rd, pending, opts, pipeline, &board,
+        spawned, &plan, header, &host, &mut rd, pending, opts, pipeline, states, &board,
     );
     let _ = spirit_kmod::clear_child_subreaper();
-    match built {
-        Ok((root, page_bytes)) => {
-            if opts.pid_ns {
-                // The namespace's init may now outlive us.
-                release_init(spawned)?;
-            }
-            for proc in &procs {
-                for p in pipeline {
-                    if let Some(sec) = proc.section(p.name()) {
-                        p.finish(proc, &sec.data)?;
-                    }
-                }
-            }
-            Ok(Restored {
-                pid: root,
-                waiter: spawned,
-                processes: procs.len(),
-                threads: procs.iter().map(|p| p.threads.len()).sum(),
-                page_bytes,
-                total: t0.elapsed(),
-            })
-        }
+    let (root, page_bytes) = match built {
+        Ok(b) => b,
         Err(e) => {
             tear_down(spawned, &plan, &board);
-            Err(e)
+            return Err(e);
+        }
+    };
+    if opts.pid_ns {
+        // The namespace's init may now outlive us.
+        release_init(spawned)?;
+    }
+    for proc in procs {
+        for (p, st) in pipeline.iter().zip(states.iter_mut()) {
+            if let Some(sec) = proc.section(p.name()) {
+                p.finish(st, proc, &sec.data)?;
+            }
         }
     }
+    Ok((root, spawned, page_bytes))
 }
 
 /// Clear the pid namespace init's PR_SET_PDEATHSIG (set while the restore could still
@@ -248,6 +294,7 @@ fn build<R: Read>(
     pending: Option<(Frame, Vec<u8>)>,
     opts: &RestoreOptions,
     pipeline: &Pipeline,
+    states: &mut [TreeState],
     board: &SharedBoard,
 ) -> Result<(i32, u64)> {
     let inner = wait_ready(spawned, plan, board)?;
@@ -302,7 +349,7 @@ fn build<R: Read>(
             "prctl(PR_SET_PDEATHSIG)",
         )?;
         let mut final_sigmask = vec![0u64; threads.len()];
-        for p in pipeline {
+        for (p, st) in pipeline.iter().zip(states.iter_mut()) {
             if let Some(sec) = proc.section(p.name()) {
                 let mut ctx = RestoreCtx {
                     remote: Remote {
@@ -315,7 +362,7 @@ fn build<R: Read>(
                     process: proc,
                     final_sigmask: &mut final_sigmask,
                 };
-                p.restore_remote(&mut ctx, &sec.data)?;
+                p.restore_remote(st, &mut ctx, &sec.data)?;
             }
         }
         ready.push((threads, area, *proc, final_sigmask));

@@ -16,10 +16,18 @@
 use super::child;
 use crate::error::{Error, Result};
 use crate::model::{ProcessImage, TreeNode};
-use crate::plugin::{Pipeline, TreeView};
+use crate::plugin::{Pipeline, TreeState, TreeView};
 use nix::unistd::{getpid, getppid, Pid};
 use spirit_kmod::{clone3_fork, die_with_status, exit_now, ForkOutcome, SharedBoard};
 use std::collections::HashMap;
+
+/// The pipeline and each plugin's state for this restore (restore children read their
+/// inherited copy).
+#[derive(Clone, Copy)]
+pub(crate) struct Plugins<'a> {
+    pub list: &'a Pipeline,
+    pub states: &'a [TreeState],
+}
 
 /// What to build: the tree's nodes (root first) and the live processes' records.
 pub(crate) struct Plan<'a> {
@@ -71,21 +79,21 @@ pub(crate) fn fork_error(e: spirit_kmod::Error, pid: i32) -> Error {
 
 /// Fork the root (from the restorer). Returns its pid; the rest of the tree follows
 /// inside it and reports on `board`.
-pub(crate) fn spawn(plan: &Plan<'_>, pipeline: &Pipeline, board: &SharedBoard) -> Result<i32> {
+pub(crate) fn spawn(plan: &Plan<'_>, plugins: Plugins<'_>, board: &SharedBoard) -> Result<i32> {
     let mut known = HashMap::new();
-    fork_node(plan, &plan.nodes[0], pipeline, board, &mut known)
+    fork_node(plan, &plan.nodes[0], plugins, board, &mut known)
 }
 
 fn fork_node(
     plan: &Plan<'_>,
     node: &TreeNode,
-    pipeline: &Pipeline,
+    plugins: Plugins<'_>,
     board: &SharedBoard,
     known: &mut HashMap<i32, i32>,
 ) -> Result<i32> {
     let parent = getpid();
     match clone3_fork(plan.keep_pids.then_some(node.pid)) {
-        Ok(ForkOutcome::Child) => in_child(plan, node, pipeline, board, known.clone(), parent),
+        Ok(ForkOutcome::Child) => in_child(plan, node, plugins, board, known.clone(), parent),
         Ok(ForkOutcome::Parent { child }) => {
             known.insert(node.pid, child);
             Ok(child)
@@ -101,7 +109,7 @@ fn fork_node(
 fn fork_children(
     plan: &Plan<'_>,
     node: &TreeNode,
-    pipeline: &Pipeline,
+    plugins: Plugins<'_>,
     board: &SharedBoard,
     known: &mut HashMap<i32, i32>,
 ) -> Result<()> {
@@ -121,7 +129,7 @@ fn fork_children(
     }
     let done = (|| -> Result<()> {
         for c in children {
-            let pid = fork_node(plan, c, pipeline, board, known)?;
+            let pid = fork_node(plan, c, plugins, board, known)?;
             if let Some(&(group, leader)) = placeholders.iter().find(|(g, _)| *g == c.pgid) {
                 nix::unistd::setpgid(Pid::from_raw(pid), Pid::from_raw(leader)).map_err(|e| {
                     Error::Restore(format!("putting {} into process group {group}: {e}", c.pid))
@@ -158,7 +166,7 @@ fn fork_placeholder(pid: Option<i32>) -> Result<i32> {
 fn in_child(
     plan: &Plan<'_>,
     node: &TreeNode,
-    pipeline: &Pipeline,
+    plugins: Plugins<'_>,
     board: &SharedBoard,
     mut known: HashMap<i32, i32>,
     parent: Pid,
@@ -177,14 +185,14 @@ fn in_child(
             die_with_status(node.exit_status);
         }
         let view = plan.view();
-        for p in pipeline {
-            p.restore_before_fork(&view, node.pid)?;
+        for (p, st) in plugins.list.iter().zip(plugins.states) {
+            p.restore_before_fork(st, &view, node.pid)?;
         }
-        fork_children(plan, node, pipeline, board, &mut known)?;
+        fork_children(plan, node, plugins, board, &mut known)?;
         let proc = plan
             .proc_of(node.pid)
             .ok_or_else(|| Error::Restore(format!("no record for process {}", node.pid)))?;
-        child::setup(&view, proc, pipeline)
+        child::setup(&view, proc, plugins)
     })();
     match built {
         Ok(()) => {
@@ -232,7 +240,7 @@ fn identity(node: &TreeNode, known: &HashMap<i32, i32>, me: i32) -> Result<()> {
 /// with the root's status. Returns the init's pid (as seen here).
 pub(crate) fn spawn_in_pid_ns(
     plan: &Plan<'_>,
-    pipeline: &Pipeline,
+    plugins: Plugins<'_>,
     board: &SharedBoard,
 ) -> Result<i32> {
     let parent = getpid();
@@ -246,7 +254,7 @@ pub(crate) fn spawn_in_pid_ns(
                     return Err(Error::Restore("the restorer went away".into()));
                 }
                 let mut known = HashMap::new();
-                fork_node(plan, &plan.nodes[0], pipeline, board, &mut known)
+                fork_node(plan, &plan.nodes[0], plugins, board, &mut known)
             })();
             let root = match started {
                 Ok(p) => p,

@@ -4,12 +4,12 @@
 
 use crate::section::{EpollTarget, FdKind, FdRecord, FilesSection, InotifyWatch, Lock, LockKind};
 use crate::shared::DumpTree;
-use spirit_core::plugin::FdEntry;
+use spirit_core::plugin::{FdEntry, FdKind as CoreKind};
 use spirit_core::{Error, Result};
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Deleted files and memfds up to this size travel inside the image.
@@ -184,32 +184,25 @@ fn umask_of(pid: i32) -> u32 {
         .unwrap_or(0o022)
 }
 
-/// Ttys and ptys belong to the tty plugin (major 4: ttyN/ttyS, 5: tty/console/ptmx,
-/// 136–143: pts).
-fn is_terminal(rdev: u64) -> bool {
-    let major = nix::sys::stat::major(rdev);
-    major == 4 || major == 5 || (136..=143).contains(&major)
-}
-
 /// The record of one descriptor, or `None` if this plugin does not handle its kind.
 fn classify(pid: i32, entry: &FdEntry) -> Result<Option<FdRecord>> {
     let t = entry.target.as_str();
-    let kind = if t.starts_with("pipe:") {
-        FdKind::Pipe
-    } else if t == "anon_inode:[eventfd]" {
-        FdKind::Eventfd
-    } else if t == "anon_inode:[timerfd]" {
-        FdKind::Timerfd
-    } else if t == "anon_inode:[signalfd]" {
-        FdKind::Signalfd
-    } else if t == "anon_inode:[eventpoll]" {
-        FdKind::Epoll
-    } else if t == "anon_inode:inotify" {
-        FdKind::Inotify
-    } else if t.starts_with('/') {
-        FdKind::Regular // refined below from the file's type
-    } else {
-        return Ok(None);
+    // The kind as core classified it (fstat, fstatfs, anon_inode name): never guessed
+    // from the link text, so a message queue is not taken for a deleted file.
+    let kind = match entry.kind {
+        CoreKind::Pipe => FdKind::Pipe,
+        CoreKind::Eventfd => FdKind::Eventfd,
+        CoreKind::Timerfd => FdKind::Timerfd,
+        CoreKind::Signalfd => FdKind::Signalfd,
+        CoreKind::Epoll => FdKind::Epoll,
+        CoreKind::Inotify => FdKind::Inotify,
+        CoreKind::Regular | CoreKind::Pseudo => FdKind::Regular,
+        CoreKind::Directory => FdKind::Directory,
+        CoreKind::CharDevice => FdKind::CharDevice,
+        CoreKind::Fifo => FdKind::Fifo,
+        CoreKind::Deleted => FdKind::DeletedFile,
+        CoreKind::Memfd => FdKind::Memfd,
+        _ => return Ok(None),
     };
     // stat through the magic link: the open file itself, wherever it is now.
     let Ok(md) = std::fs::metadata(format!("/proc/{pid}/fd/{}", entry.fd)) else {
@@ -257,32 +250,11 @@ fn classify(pid: i32, entry: &FdEntry) -> Result<Option<FdRecord>> {
             r.sigmask = info.num("sigmask", 16).ok_or_else(|| bad("sigmask"))?;
         }
         FdKind::Epoll | FdKind::Inotify => {}
+        FdKind::DeletedFile | FdKind::Memfd => {
+            r.path = t.strip_suffix(" (deleted)").unwrap_or(t).to_string();
+            r.object_id = md.ino();
+        }
         _ => {
-            let ft = md.file_type();
-            if let Some(orig) = t.strip_suffix(" (deleted)") {
-                if !ft.is_file() {
-                    return Ok(None);
-                }
-                r.path = orig.to_string();
-                r.object_id = md.ino();
-                r.kind = if orig.starts_with("/memfd:") && memfd_seals(pid, entry.fd).is_ok() {
-                    FdKind::Memfd
-                } else {
-                    FdKind::DeletedFile
-                };
-                return Ok(Some(r));
-            }
-            r.kind = if ft.is_file() {
-                FdKind::Regular
-            } else if ft.is_dir() {
-                FdKind::Directory
-            } else if ft.is_char_device() && !is_terminal(md.rdev()) {
-                FdKind::CharDevice
-            } else if ft.is_fifo() {
-                FdKind::Fifo
-            } else {
-                return Ok(None);
-            };
             // The path must still name this very file, or a restore would open another.
             match std::fs::metadata(t) {
                 Ok(p) if p.ino() == md.ino() && p.dev() == md.dev() => {}

@@ -57,7 +57,7 @@ mod shared;
 
 use section::{FdKind, FdRecord, FilesSection};
 use serde_json::{json, Map, Value};
-use spirit_core::plugin::{DumpCtx, Plugin, PrepareCtx, TreeView};
+use spirit_core::plugin::{state_mut, state_ref, DumpCtx, Plugin, PrepareCtx, TreeState, TreeView};
 use spirit_core::{Error, Result};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
@@ -77,13 +77,21 @@ impl Plugin for FilesPlugin {
         VERSION
     }
 
-    fn dump(&self, ctx: &mut DumpCtx<'_>) -> Result<Option<Vec<u8>>> {
-        let pid = ctx.remote.pid;
-        let sec = shared::with_dump_tree(pid, |tree| dump::collect(pid, ctx.fds, tree))?;
+    fn dump_tree(&self, tree: &spirit_core::plugin::DumpTree) -> Result<TreeState> {
+        Ok(Box::new(shared::DumpTree::new(tree)))
+    }
+
+    fn dump(&self, state: &mut TreeState, ctx: &mut DumpCtx<'_>) -> Result<Option<Vec<u8>>> {
+        let tree = state_mut::<shared::DumpTree>(state)?;
+        let sec = dump::collect(ctx.remote.pid, ctx.fds, tree)?;
         Ok(Some(sec.encode()))
     }
 
-    fn prepare(&self, ctx: &PrepareCtx<'_>, data: &[u8]) -> Result<()> {
+    fn plan_restore(&self, tree: &TreeView<'_>) -> Result<TreeState> {
+        Ok(Box::new(shared::plan(tree)?))
+    }
+
+    fn prepare(&self, _state: &mut TreeState, ctx: &PrepareCtx<'_>, data: &[u8]) -> Result<()> {
         let sec = FilesSection::decode(data)?;
         for f in sec.fds.iter().filter(|f| f.dup_of.is_none()) {
             match f.kind {
@@ -117,19 +125,19 @@ impl Plugin for FilesPlugin {
         Ok(())
     }
 
-    fn restore_before_fork(&self, tree: &TreeView<'_>, pid: i32) -> Result<()> {
-        shared::before_fork(tree, pid)
+    fn restore_before_fork(&self, state: &TreeState, _tree: &TreeView<'_>, pid: i32) -> Result<()> {
+        shared::before_fork(state_ref(state)?, pid)
     }
 
     fn restore_in_child(
         &self,
+        state: &TreeState,
         tree: &TreeView<'_>,
         p: &spirit_core::model::ProcessImage,
         data: &[u8],
     ) -> Result<Vec<i32>> {
         let sec = FilesSection::decode(data)?;
-        let plan = shared::plan(tree)?;
-        let (shared, inherited) = shared::for_process(&plan, tree, p.pid, &sec);
+        let (shared, inherited) = shared::for_process(state_ref(state)?, tree, p.pid, &sec);
         if sec.root != "/" {
             nix::unistd::chroot(sec.root.as_str())
                 .map_err(|e| Error::Restore(format!("chroot {}: {e}", sec.root)))?;

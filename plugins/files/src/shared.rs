@@ -16,7 +16,7 @@
 //! descriptions parked at a fixed number above every fd number of the tree; descendants
 //! inherit them, and each holder `dup3`s them into place in `restore_in_child`.
 
-use crate::dump::{peek_pipe, FdInfo};
+use crate::dump::peek_pipe;
 use crate::restore::{self, fail};
 use crate::section::{FdKind, FdRecord, FilesSection};
 use spirit_core::plugin::TreeView;
@@ -24,7 +24,6 @@ use spirit_core::{Error, Result};
 use spirit_kmod::fd as kfd;
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
-use std::sync::{Arc, Mutex};
 
 /// One end of a pipe as `/proc` shows it in a process of the tree.
 #[derive(Clone, Copy, Debug)]
@@ -47,9 +46,6 @@ struct Seen {
 
 /// What the dump of one tree knows across its processes.
 pub struct DumpTree {
-    root: i32,
-    pids: Vec<i32>,
-    dumped: HashSet<i32>,
     /// Pipe inode → every end held in the tree.
     pub pipe_ends: HashMap<u64, Vec<PipeEnd>>,
     /// Pipes whose data in flight is already in an earlier record.
@@ -58,88 +54,23 @@ pub struct DumpTree {
     next_id: u64,
 }
 
-static DUMPS: Mutex<Vec<DumpTree>> = Mutex::new(Vec::new());
-
-/// The thread tracing `pid` (`TracerPid`), 0 if none.
-fn tracer_of(pid: i32) -> i32 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("TracerPid:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn children(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for t in tasks.flatten() {
-        if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
-            out.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
 impl DumpTree {
-    /// The tree of `root` (frozen: its shape and descriptors are final) and the pipe
-    /// ends its processes hold.
-    fn scan(root: i32) -> DumpTree {
-        let mut pids = vec![root];
-        let mut i = 0;
-        while i < pids.len() {
-            for c in children(pids[i]) {
-                if !pids.contains(&c) {
-                    pids.push(c);
-                }
-            }
-            i += 1;
-        }
+    /// The frozen tree's pipe ends, from the descriptors core classified.
+    pub fn new(tree: &spirit_core::plugin::DumpTree) -> DumpTree {
         let mut pipe_ends: HashMap<u64, Vec<PipeEnd>> = HashMap::new();
-        for &pid in &pids {
-            let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        for (pid, f) in tree.all_fds() {
+            if f.kind != spirit_core::plugin::FdKind::Pipe {
                 continue;
-            };
-            for e in dir.flatten() {
-                let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                    continue;
-                };
-                let Ok(target) = std::fs::read_link(e.path()) else {
-                    continue;
-                };
-                let target = target.to_string_lossy();
-                let Some(ino) = target
-                    .strip_prefix("pipe:[")
-                    .and_then(|t| t.strip_suffix(']'))
-                    .and_then(|t| t.parse::<u64>().ok())
-                else {
-                    continue;
-                };
-                let Some(acc) = FdInfo::read(pid, fd)
-                    .ok()
-                    .and_then(|i| u32::from_str_radix(i.field("flags")?, 8).ok())
-                    .map(|f| f as i32 & libc::O_ACCMODE)
-                else {
-                    continue;
-                };
-                pipe_ends.entry(ino).or_default().push(PipeEnd {
-                    pid,
-                    fd,
-                    read: acc != libc::O_WRONLY,
-                    write: acc != libc::O_RDONLY,
-                });
             }
+            let acc = f.flags as i32 & libc::O_ACCMODE;
+            pipe_ends.entry(f.ino).or_default().push(PipeEnd {
+                pid,
+                fd: f.fd,
+                read: acc != libc::O_WRONLY,
+                write: acc != libc::O_RDONLY,
+            });
         }
         DumpTree {
-            root,
-            pids,
-            dumped: HashSet::new(),
             pipe_ends,
             captured: HashSet::new(),
             seen: Vec::new(),
@@ -185,32 +116,6 @@ impl DumpTree {
         }
         Ok(())
     }
-}
-
-/// Run `f` with the dump state of the tree `pid` belongs to: the one being dumped by
-/// this thread (its root traced by us, `pid` not dumped yet), or a new one rooted at
-/// `pid` (a new dump starts with its root).
-pub fn with_dump_tree<T>(pid: i32, f: impl FnOnce(&mut DumpTree) -> Result<T>) -> Result<T> {
-    let mut all = DUMPS.lock().unwrap_or_else(|e| e.into_inner());
-    let me = nix::unistd::gettid().as_raw();
-    let found = all
-        .iter()
-        .position(|t| t.pids.contains(&pid) && !t.dumped.contains(&pid) && tracer_of(t.root) == me);
-    let i = match found {
-        Some(i) => i,
-        None => {
-            all.retain(|t| !t.pids.contains(&pid) && tracer_of(t.root) != 0);
-            all.push(DumpTree::scan(pid));
-            all.len() - 1
-        }
-    };
-    let tree = &mut all[i];
-    let out = f(tree);
-    tree.dumped.insert(pid);
-    if tree.dumped.len() >= tree.pids.len() {
-        all.remove(i);
-    }
-    out
 }
 
 /// Capture a pipe's data in flight through a read end held by another process of the
@@ -263,15 +168,12 @@ pub struct Group {
 
 /// How the tree's shared descriptions are rebuilt.
 pub struct Plan {
-    key: u64,
     pub groups: Vec<Group>,
     /// Description id → parked number.
     pub slots: HashMap<u64, i32>,
     /// One past the highest parked number.
     pub end: i32,
 }
-
-static PLAN: Mutex<Option<Arc<Plan>>> = Mutex::new(None);
 
 fn bad(msg: String) -> Error {
     Error::Restore(format!(
@@ -295,31 +197,13 @@ fn lca(tree: &TreeView<'_>, holders: &[i32]) -> Option<i32> {
     None
 }
 
-/// The plan for `tree` (computed once per tree and process: forked restore children
-/// inherit it with their memory).
-pub fn plan(tree: &TreeView<'_>) -> Result<Arc<Plan>> {
-    let secs = tree.sections(crate::NAME);
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for n in tree.nodes {
-        h.update(&n.pid.to_le_bytes());
-        h.update(&n.ppid.to_le_bytes());
-    }
-    for (pid, data) in &secs {
-        h.update(&pid.to_le_bytes());
-        h.update(&(data.len() as u64).to_le_bytes());
-        h.update(data);
-    }
-    let key = h.digest();
-    let mut cache = PLAN.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = cache.as_ref().filter(|p| p.key == key) {
-        return Ok(p.clone());
-    }
-    let p = Arc::new(compute(tree, &secs, key)?);
-    *cache = Some(p.clone());
-    Ok(p)
+/// The plan for `tree`, computed once per restore in the restorer (forked restore
+/// children inherit it with the pipeline's state).
+pub fn plan(tree: &TreeView<'_>) -> Result<Plan> {
+    compute(tree, &tree.sections(crate::NAME))
 }
 
-fn compute(tree: &TreeView<'_>, secs: &[(i32, &[u8])], key: u64) -> Result<Plan> {
+fn compute(tree: &TreeView<'_>, secs: &[(i32, &[u8])]) -> Result<Plan> {
     let mut decoded: Vec<(i32, FilesSection)> = Vec::new();
     for n in tree.nodes {
         if let Some((pid, data)) = secs.iter().find(|(p, _)| *p == n.pid) {
@@ -408,7 +292,6 @@ fn compute(tree: &TreeView<'_>, secs: &[(i32, &[u8])], key: u64) -> Result<Plan>
         }
     }
     Ok(Plan {
-        key,
         groups,
         slots,
         end: next,
@@ -437,8 +320,7 @@ fn ensure_nofile(pid: i32, end: i32) -> Result<()> {
 
 /// In process `pid`, before it forks its children: create every shared object it is
 /// the creator of, each description parked at its number.
-pub fn before_fork(tree: &TreeView<'_>, pid: i32) -> Result<()> {
-    let plan = plan(tree)?;
+pub fn before_fork(plan: &Plan, pid: i32) -> Result<()> {
     let mine: Vec<&Group> = plan.groups.iter().filter(|g| g.creator == pid).collect();
     if mine.is_empty() {
         return Ok(());
@@ -605,7 +487,7 @@ mod tests {
             nodes: &nodes,
             procs: &procs,
         };
-        let plan = compute(&tree, &tree.sections(crate::NAME), 0).unwrap();
+        let plan = compute(&tree, &tree.sections(crate::NAME)).unwrap();
         let creators: Vec<(Key, i32)> = plan.groups.iter().map(|g| (g.key, g.creator)).collect();
         assert_eq!(
             creators,
@@ -636,7 +518,7 @@ mod tests {
             nodes: &nodes,
             procs: &procs,
         };
-        let e = compute(&tree, &tree.sections(crate::NAME), 0)
+        let e = compute(&tree, &tree.sections(crate::NAME))
             .err()
             .expect("refused");
         assert!(e.to_string().contains("two different files"), "{e}");

@@ -20,7 +20,7 @@ mod section;
 
 use section::{Action, SignalsSection, ThreadSignals};
 use serde_json::json;
-use spirit_core::plugin::{DumpCtx, Plugin, RestoreCtx};
+use spirit_core::plugin::{DumpCtx, Plugin, RestoreCtx, TreeState};
 use spirit_core::{Error, Result};
 
 pub struct SignalsPlugin;
@@ -48,7 +48,7 @@ impl Plugin for SignalsPlugin {
         VERSION
     }
 
-    fn dump(&self, ctx: &mut DumpCtx<'_>) -> Result<Option<Vec<u8>>> {
+    fn dump(&self, _state: &mut TreeState, ctx: &mut DumpCtx<'_>) -> Result<Option<Vec<u8>>> {
         let r = &mut ctx.remote;
         let scratch = r.scratch;
         let mut sec = SignalsSection::default();
@@ -98,7 +98,12 @@ impl Plugin for SignalsPlugin {
         Ok(Some(sec.encode()))
     }
 
-    fn restore_remote(&self, ctx: &mut RestoreCtx<'_>, data: &[u8]) -> Result<()> {
+    fn restore_remote(
+        &self,
+        _state: &mut TreeState,
+        ctx: &mut RestoreCtx<'_>,
+        data: &[u8],
+    ) -> Result<()> {
         let sec = SignalsSection::decode(data)?;
         if sec.threads.len() != ctx.remote.threads.len() {
             return Err(Error::Restore(format!(
