@@ -293,6 +293,20 @@ pub(crate) fn parse_smaps(text: &str) -> Option<Vec<Vma>> {
     Some(out)
 }
 
+/// `/proc/PID/fdinfo/FD` as text (`key:\tvalue` lines; what follows the common `pos`,
+/// `flags`, `mnt_id`, `ino` lines depends on the descriptor's kind).
+pub fn fdinfo(pid: i32, fd: i32) -> Result<String> {
+    let path = format!("/proc/{pid}/fdinfo/{fd}");
+    std::fs::read_to_string(&path).map_err(|e| Error::io(path, e))
+}
+
+/// One `key:\tvalue` field of an fdinfo text.
+pub fn fdinfo_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,18 +337,4 @@ VmFlags: ex
         assert!(v[3].has_flag("gd") && v[3].kind == VmaKind::Stack);
         assert_eq!((v[4].kind, v[4].prot), (VmaKind::Vsyscall, 4));
     }
-}
-
-/// `/proc/PID/fdinfo/FD` as text (`key:\tvalue` lines; what follows the common `pos`,
-/// `flags`, `mnt_id`, `ino` lines depends on the descriptor's kind).
-pub fn fdinfo(pid: i32, fd: i32) -> Result<String> {
-    let path = format!("/proc/{pid}/fdinfo/{fd}");
-    std::fs::read_to_string(&path).map_err(|e| Error::io(path, e))
-}
-
-/// One `key:\tvalue` field of an fdinfo text.
-pub fn fdinfo_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
-    info.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .map(str::trim)
 }
