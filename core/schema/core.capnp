@@ -62,6 +62,7 @@ struct Process {
   creds @15 :Creds;
   files @16 :List(FileId);      # the executable and every mapped file, for identity checks
   pdeathsig @17 :Int32;         # PR_GET_PDEATHSIG
+  fdEnd @18 :Int32;             # one past the highest descriptor number the process had
 }
 
 struct Creds {

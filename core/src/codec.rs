@@ -171,6 +171,7 @@ pub fn encode_process(p: &ProcessImage) -> Vec<u8> {
     b.set_exe(&p.exe);
     b.set_personality(p.personality);
     b.set_pdeathsig(p.pdeathsig);
+    b.set_fd_end(p.fd_end);
     let mut rl = b.reborrow().init_rlimits(p.rlimits.len() as u32);
     for (i, r) in p.rlimits.iter().enumerate() {
         let mut e = rl.reborrow().get(i as u32);
@@ -362,6 +363,7 @@ pub fn decode_process(bytes: &[u8]) -> DecodeResult<ProcessImage> {
         exe: text(r.get_exe())?,
         personality: r.get_personality(),
         pdeathsig: r.get_pdeathsig(),
+        fd_end: r.get_fd_end(),
         rlimits: r
             .get_rlimits()?
             .iter()

@@ -75,6 +75,9 @@ pub struct ProcessImage {
     pub files: Vec<FileId>,
     /// Signal sent to the process when its parent dies (0: none).
     pub pdeathsig: i32,
+    /// One past the highest descriptor number the process had (every plugin's
+    /// descriptors included): restore parks inherited descriptors above it.
+    pub fd_end: i32,
 }
 
 /// Who the process runs as.

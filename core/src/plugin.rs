@@ -181,6 +181,51 @@ impl TreeView<'_> {
     }
 }
 
+/// Descriptor numbers above every descriptor of the tree (and above 2), handed out at
+/// plan time: a plugin parks what restore children inherit (a pipe, a socket, a pty
+/// shared across fork) at numbers it takes here, so no two plugins' parked
+/// descriptors, and no descriptor a process really had, ever meet.
+#[derive(Debug)]
+pub struct Parking {
+    next: i32,
+}
+
+impl Parking {
+    pub fn new(tree: &TreeView<'_>) -> Parking {
+        Parking {
+            next: tree
+                .procs
+                .iter()
+                .map(|p| p.fd_end)
+                .max()
+                .unwrap_or(0)
+                .max(3),
+        }
+    }
+
+    /// Hand out nothing at or below `fd` (a descriptor a plugin knows of that the
+    /// process records did not count, as in images without `fd_end`).
+    pub fn above(&mut self, fd: i32) {
+        self.next = self.next.max(fd.saturating_add(1));
+    }
+
+    /// The first of `n` consecutive numbers for this plugin.
+    pub fn take(&mut self, n: usize) -> Result<i32> {
+        let first = self.next;
+        self.next = i32::try_from(n)
+            .ok()
+            .and_then(|n| first.checked_add(n))
+            .filter(|&e| e < 1 << 20)
+            .ok_or_else(|| crate::Error::Restore("too many descriptors to park".into()))?;
+        Ok(first)
+    }
+
+    /// One past the last number handed out.
+    pub fn end(&self) -> i32 {
+        self.next
+    }
+}
+
 /// What a plugin sees in the remote phase of a restore.
 pub struct RestoreCtx<'a> {
     pub remote: Remote<'a>,
@@ -227,7 +272,7 @@ pub trait Plugin: Send + Sync {
 
     /// Once per restore, before anything exists: every process's record (sections
     /// included) is in `tree`.
-    fn plan_restore(&self, _tree: &TreeView<'_>) -> Result<TreeState> {
+    fn plan_restore(&self, _tree: &TreeView<'_>, _park: &mut Parking) -> Result<TreeState> {
         Ok(no_state())
     }
 

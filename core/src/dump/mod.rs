@@ -338,6 +338,7 @@ fn collect_with_scratch(
         proc.threads.push(st);
     }
     let mut fds = tree.process(pid).map(|p| p.fds.clone()).unwrap_or_default();
+    proc.fd_end = fds.iter().map(|f| f.fd + 1).max().unwrap_or(0);
     for (plugin, state) in pipeline.iter().zip(states.iter_mut()) {
         let mut ctx = DumpCtx {
             remote: Remote {

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::header::{check_cpu, host_cpu};
 use crate::image::{Frame, ImageReader};
 use crate::model::{Header, ProcessImage};
-use crate::plugin::{Pipeline, Remote, RestoreCtx, TreeState, TreeView};
+use crate::plugin::{Parking, Pipeline, Remote, RestoreCtx, TreeState, TreeView};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -91,8 +91,9 @@ pub fn restore<R: Read>(
     };
     let mut states = Vec::with_capacity(pipeline.len());
     let restored = (|| {
+        let mut park = Parking::new(&view);
         for p in pipeline {
-            states.push(p.plan_restore(&view)?);
+            states.push(p.plan_restore(&view, &mut park)?);
         }
         for proc in &procs {
             check::prepare(proc, pipeline, &mut states, opts.allow_changed_files)?;

@@ -57,7 +57,9 @@ mod shared;
 
 use section::{FdKind, FdRecord, FilesSection};
 use serde_json::{json, Map, Value};
-use spirit_core::plugin::{state_mut, state_ref, DumpCtx, Plugin, PrepareCtx, TreeState, TreeView};
+use spirit_core::plugin::{
+    state_mut, state_ref, DumpCtx, Parking, Plugin, PrepareCtx, TreeState, TreeView,
+};
 use spirit_core::{Error, Result};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
@@ -87,8 +89,8 @@ impl Plugin for FilesPlugin {
         Ok(Some(sec.encode()))
     }
 
-    fn plan_restore(&self, tree: &TreeView<'_>) -> Result<TreeState> {
-        Ok(Box::new(shared::plan(tree)?))
+    fn plan_restore(&self, tree: &TreeView<'_>, park: &mut Parking) -> Result<TreeState> {
+        Ok(Box::new(shared::plan(tree, park)?))
     }
 
     fn prepare(&self, _state: &mut TreeState, ctx: &PrepareCtx<'_>, data: &[u8]) -> Result<()> {

@@ -19,7 +19,7 @@
 use crate::dump::peek_pipe;
 use crate::restore::{self, fail};
 use crate::section::{FdKind, FdRecord, FilesSection};
-use spirit_core::plugin::TreeView;
+use spirit_core::plugin::{Parking, TreeView};
 use spirit_core::{Error, Result};
 use spirit_kmod::fd as kfd;
 use std::collections::{HashMap, HashSet};
@@ -199,26 +199,17 @@ fn lca(tree: &TreeView<'_>, holders: &[i32]) -> Option<i32> {
 
 /// The plan for `tree`, computed once per restore in the restorer (forked restore
 /// children inherit it with the pipeline's state).
-pub fn plan(tree: &TreeView<'_>) -> Result<Plan> {
-    compute(tree, &tree.sections(crate::NAME))
+pub fn plan(tree: &TreeView<'_>, park: &mut Parking) -> Result<Plan> {
+    compute(tree, &tree.sections(crate::NAME), park)
 }
 
-fn compute(tree: &TreeView<'_>, secs: &[(i32, &[u8])]) -> Result<Plan> {
+fn compute(tree: &TreeView<'_>, secs: &[(i32, &[u8])], park: &mut Parking) -> Result<Plan> {
     let mut decoded: Vec<(i32, FilesSection)> = Vec::new();
     for n in tree.nodes {
         if let Some((pid, data)) = secs.iter().find(|(p, _)| *p == n.pid) {
             decoded.push((*pid, FilesSection::decode(data)?));
         }
     }
-    let max_fd = decoded
-        .iter()
-        .flat_map(|(_, s)| s.fds.iter().map(|f| f.fd))
-        .max()
-        .unwrap_or(2);
-    let base = max_fd
-        .max(2)
-        .checked_add(1)
-        .ok_or_else(|| bad("fd number too large".into()))?;
     let mut groups: Vec<Group> = Vec::new();
     let mut index: HashMap<Key, usize> = HashMap::new();
     let mut desc_of: HashMap<u64, (Key, FdKind)> = HashMap::new();
@@ -274,8 +265,15 @@ fn compute(tree: &TreeView<'_>, secs: &[(i32, &[u8])]) -> Result<Plan> {
         }
     }
     groups.retain(|g| g.holders.len() > 1);
+    if let Some(max_fd) = decoded
+        .iter()
+        .flat_map(|(_, s)| s.fds.iter().map(|f| f.fd))
+        .max()
+    {
+        park.above(max_fd);
+    }
+    let mut next = park.take(groups.iter().map(|g| g.descs.len()).sum())?;
     let mut slots = HashMap::new();
-    let mut next = base;
     for g in &mut groups {
         g.creator = lca(tree, &g.holders).ok_or_else(|| {
             bad(format!(
@@ -487,7 +485,7 @@ mod tests {
             nodes: &nodes,
             procs: &procs,
         };
-        let plan = compute(&tree, &tree.sections(crate::NAME)).unwrap();
+        let plan = compute(&tree, &tree.sections(crate::NAME), &mut Parking::new(&tree)).unwrap();
         let creators: Vec<(Key, i32)> = plan.groups.iter().map(|g| (g.key, g.creator)).collect();
         assert_eq!(
             creators,
@@ -518,7 +516,7 @@ mod tests {
             nodes: &nodes,
             procs: &procs,
         };
-        let e = compute(&tree, &tree.sections(crate::NAME))
+        let e = compute(&tree, &tree.sections(crate::NAME), &mut Parking::new(&tree))
             .err()
             .expect("refused");
         assert!(e.to_string().contains("two different files"), "{e}");
@@ -540,6 +538,6 @@ mod tests {
             nodes: &nodes,
             procs: &procs,
         };
-        assert!(plan(&tree).is_err());
+        assert!(plan(&tree, &mut Parking::new(&tree)).is_err());
     }
 }
