@@ -76,20 +76,11 @@ pub async fn caller(conn: &Connection, hdr: &Header<'_>) -> Result<Identity, Bus
 
 /// The real and effective uid of process `pid`.
 pub fn process_uids(pid: u32) -> Result<(u32, u32), BusError> {
-    let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|_| BusError::NoSuchProcess(format!("no process with pid {pid}")))?;
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .ok_or_else(|| BusError::NoSuchProcess(format!("{path} has no Uid line")))?;
-    let mut ids = line.split_whitespace().map(|s| s.parse::<u32>());
-    match (ids.next(), ids.next()) {
-        (Some(Ok(real)), Some(Ok(eff))) => Ok((real, eff)),
-        _ => Err(BusError::NoSuchProcess(format!(
-            "{path}: unreadable Uid line {line:?}"
-        ))),
-    }
+    let st = i32::try_from(pid)
+        .ok()
+        .and_then(|p| spirit_core::procinfo::status(p).ok())
+        .ok_or_else(|| BusError::NoSuchProcess(format!("no process with pid {pid}")))?;
+    Ok((st.ruid, st.euid))
 }
 
 /// May `who` checkpoint or migrate process `pid`? Root may act on any process; anyone

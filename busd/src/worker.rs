@@ -4,7 +4,7 @@
 //! messages), read here line by line on a helper thread; its stdout may carry a pid
 //! (restore --detach) or be taken by the caller (an image stream).
 //!
-//! No file descriptor beyond 0, 1 and 2 is passed, so no `unsafe` is needed: the
+//! No file descriptor beyond 0, 1 and 2 is passed, so no raw descriptor is handled: the
 //! progress protocol goes on fd 2 (`--progress-fd 2`) and a migration's verdict on fd
 //! 0 (`--verdict-fd 0`).
 

@@ -111,31 +111,38 @@ pub fn owner(pid: i32) -> Result<(u32, u32)> {
     Ok((st.ruid, st.rgid))
 }
 
+/// `/proc/PID/status`, parsed once by procfs (ids, capabilities, umask, NSpid,
+/// NoNewPrivs, Seccomp...).
+pub fn status(pid: i32) -> Result<procfs::process::Status> {
+    open(pid)?.status().map_err(|e| proc_err(pid, e))
+}
+
 /// Credentials from `/proc/PID/status` (dumpable is filled in by the caller).
 pub(crate) fn creds(pid: i32) -> Result<Creds> {
-    let text = String::from_utf8_lossy(&read_file(pid, "status")?).into_owned();
-    let ids = |name: &str| -> Vec<u32> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| {
-                v.split_whitespace()
-                    .filter_map(|x| x.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let four = |v: Vec<u32>| -> Result<[u32; 4]> {
-        v.try_into().map_err(|_| Error::Dump {
-            pid,
-            msg: "unreadable Uid/Gid lines in /proc/PID/status".into(),
-        })
-    };
+    let st = status(pid)?;
     Ok(Creds {
-        uids: four(ids("Uid:"))?,
-        gids: four(ids("Gid:"))?,
-        groups: ids("Groups:"),
+        uids: [st.ruid, st.euid, st.suid, st.fuid],
+        gids: [st.rgid, st.egid, st.sgid, st.fgid],
+        groups: st
+            .groups
+            .iter()
+            .filter_map(|&g| u32::try_from(g).ok())
+            .collect(),
         dumpable: 0,
     })
+}
+
+/// The process's umask (022 where the kernel does not show it).
+pub fn umask(pid: i32) -> Result<u32> {
+    Ok(status(pid)?.umask.unwrap_or(0o022))
+}
+
+/// The pid of `pid` in the innermost pid namespace it belongs to (`NSpid`).
+pub fn innermost_pid(pid: i32) -> Result<i32> {
+    Ok(status(pid)?
+        .nspid
+        .and_then(|v| v.last().copied())
+        .unwrap_or(pid))
 }
 
 /// Identity of the executable and of every mapped file, taken from the files the

@@ -39,11 +39,9 @@ pub fn clone3_fork(set_tid: Option<i32>) -> Result<ForkOutcome> {
 
 /// [`clone3_fork`], optionally into a new pid namespace (the child is its init, pid 1).
 pub fn clone3_fork_with(set_tid: Option<i32>, new_pid_ns: bool) -> Result<ForkOutcome> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    if !status
-        .lines()
-        .any(|l| l.split_whitespace().eq(["Threads:", "1"]))
-    {
+    // One entry per thread: not a /proc parser, just a count.
+    let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    if threads != 1 {
         return Err(Error::Unexpected {
             tid: std::process::id() as i32,
             msg: "clone3_fork called from a multi-threaded process".into(),
@@ -333,4 +331,11 @@ pub fn clear_child_subreaper() -> Result<()> {
     // SAFETY: prctl with integer arguments only.
     let ret = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
     check("PR_SET_CHILD_SUBREAPER", 0, ret as i64).map(|_| ())
+}
+
+/// Run `f` when the process exits normally (`atexit`).
+pub fn at_exit(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain function with no captured state, valid for the whole
+    // process lifetime; atexit only stores the pointer.
+    unsafe { libc::atexit(f) };
 }

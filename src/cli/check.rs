@@ -23,14 +23,8 @@ fn kernel_at_least(major: u32, minor: u32) -> (bool, String) {
 }
 
 fn cap_effective(bit: u32) -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1u64 << bit) != 0)
+    spirit_core::procinfo::status(std::process::id() as i32)
+        .is_ok_and(|s| s.capeff & (1u64 << bit) != 0)
 }
 
 /// Freeze a child, run getpid() inside it, let it go.

@@ -83,7 +83,7 @@ struct ProgressOut(Option<File>);
 
 impl ProgressOut {
     fn new(fd: Option<i32>) -> ProgressOut {
-        // SAFETY-free: from_raw_fd is unsafe; take the fd through a /proc path instead.
+        // No from_raw_fd outside kmod: take the fd through a /proc path instead.
         // Standard error is duplicated directly: reopening a pipe through /proc fails
         // for a worker that spiritd started under the caller's uid (the pipe is root's).
         if fd == Some(2) {

@@ -56,8 +56,7 @@ pub fn build_dir() -> &'static Path {
             .expect("temp dir for test programs")
             .keep();
         fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).expect("chmod build dir");
-        // SAFETY: registering a plain extern "C" function with no captured state.
-        unsafe { libc::atexit(remove_build_dir) };
+        spirit_kmod::at_exit(remove_build_dir);
         d
     })
 }
@@ -634,14 +633,8 @@ pub fn skip(test: &str, why: &str) {
 
 /// CLOCK_MONOTONIC in nanoseconds (the clock the test programs log).
 pub fn mono_ns() -> i64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we pass.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    assert_eq!(r, 0, "clock_gettime");
-    t.tv_sec * 1_000_000_000 + t.tv_nsec
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock_gettime");
+    t.tv_sec() * 1_000_000_000 + t.tv_nsec()
 }
 
 /// The parent pid of a process.

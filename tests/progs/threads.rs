@@ -8,8 +8,12 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-extern "C" {
-    fn gettid() -> i32;
+/// This thread's id, from the kernel (`/proc/thread-self` links to `PID/task/TID`).
+fn gettid() -> i32 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+        .expect("tid from /proc/thread-self")
 }
 
 thread_local! {
@@ -30,8 +34,7 @@ fn worker(id: usize, shared: Arc<Mutex<(u64, std::fs::File)>>) -> ! {
             for i in 0..20000u64 {
                 x = std::hint::black_box(x.wrapping_add(i));
             }
-            // SAFETY: gettid has no preconditions.
-            let tid = unsafe { gettid() };
+            let tid = gettid();
             let line = format!("T{id} tid={tid} mine={mine} shared={s}\n");
             g.1.write_all(line.as_bytes()).expect("write log");
         }

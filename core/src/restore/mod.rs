@@ -235,13 +235,7 @@ fn outer_pids(top: i32) -> HashMap<i32, i32> {
     let mut map = HashMap::new();
     let mut queue = vec![top];
     while let Some(p) = queue.pop() {
-        let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
-        if let Some(inner) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("NSpid:"))
-            .and_then(|v| v.split_whitespace().last())
-            .and_then(|v| v.parse::<i32>().ok())
-        {
+        if let Ok(inner) = crate::procinfo::innermost_pid(p) {
             map.insert(inner, p);
         }
         queue.extend(crate::procinfo::children(p).unwrap_or_default());
