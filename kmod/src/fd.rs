@@ -88,9 +88,12 @@ pub fn pipe_pending(fd: &OwnedFd) -> Result<usize> {
 /// `memfd_create(name, flags)`.
 pub fn memfd_create(name: &str, flags: u32) -> Result<OwnedFd> {
     let c = cstr("memfd_create", name)?;
-    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
-    let ret = unsafe { libc::syscall(libc::SYS_memfd_create, c.as_ptr(), flags) };
-    owned("memfd_create", ret)
+    let flags = nix::sys::memfd::MemFdCreateFlag::from_bits_retain(flags as libc::c_uint);
+    nix::sys::memfd::memfd_create(&c, flags).map_err(|errno| Error::Sys {
+        call: "memfd_create",
+        tid: 0,
+        errno,
+    })
 }
 
 /// `eventfd(0, flags)` then the counter set to `count` (which may exceed 32 bits).
@@ -99,10 +102,11 @@ pub fn eventfd(count: u64, flags: i32) -> Result<OwnedFd> {
     let ret = unsafe { libc::eventfd(0, flags | libc::EFD_NONBLOCK) };
     let fd = owned("eventfd", ret as i64)?;
     if count > 0 {
-        let buf = count.to_ne_bytes();
-        // SAFETY: writes 8 bytes from a live local buffer.
-        let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), 8) };
-        check("write(eventfd)", 0, n as i64)?;
+        nix::unistd::write(&fd, &count.to_ne_bytes()).map_err(|errno| Error::Sys {
+            call: "write(eventfd)",
+            tid: 0,
+            errno,
+        })?;
     }
     if flags & libc::EFD_NONBLOCK == 0 {
         set_status_flags(&fd, 0)?;
@@ -113,9 +117,14 @@ pub fn eventfd(count: u64, flags: i32) -> Result<OwnedFd> {
 /// Set the file status flags (`F_SETFL`: O_NONBLOCK, O_APPEND, O_ASYNC, O_DIRECT,
 /// O_NOATIME) of `fd`.
 pub fn set_status_flags(fd: &OwnedFd, flags: i32) -> Result<()> {
-    // SAFETY: integers only.
-    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) };
-    check("fcntl(F_SETFL)", 0, ret as i64).map(|_| ())
+    let flags = nix::fcntl::OFlag::from_bits_retain(flags);
+    nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags))
+        .map(|_| ())
+        .map_err(|errno| Error::Sys {
+            call: "fcntl(F_SETFL)",
+            tid: 0,
+            errno,
+        })
 }
 
 /// `timerfd_create(clock, flags)`.

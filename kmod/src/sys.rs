@@ -98,9 +98,11 @@ pub fn get_robust_list(tid: i32) -> Result<(u64, u64)> {
 
 /// Make this process the reaper of its orphaned descendants.
 pub fn set_child_subreaper() -> Result<()> {
-    // SAFETY: prctl with integer arguments only.
-    let ret = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    check("PR_SET_CHILD_SUBREAPER", 0, ret as i64).map(|_| ())
+    nix::sys::prctl::set_child_subreaper(true).map_err(|errno| Error::Sys {
+        call: "PR_SET_CHILD_SUBREAPER",
+        tid: 0,
+        errno,
+    })
 }
 
 /// Close every descriptor numbered `low` and above.
@@ -328,9 +330,11 @@ pub fn die_with_status(status: i32) -> ! {
 
 /// Stop being the reaper of orphaned descendants.
 pub fn clear_child_subreaper() -> Result<()> {
-    // SAFETY: prctl with integer arguments only.
-    let ret = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
-    check("PR_SET_CHILD_SUBREAPER", 0, ret as i64).map(|_| ())
+    nix::sys::prctl::set_child_subreaper(false).map_err(|errno| Error::Sys {
+        call: "PR_SET_CHILD_SUBREAPER",
+        tid: 0,
+        errno,
+    })
 }
 
 /// Run `f` when the process exits normally (`atexit`).
