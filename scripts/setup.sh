@@ -9,6 +9,13 @@ command -v dbus-daemon >/dev/null || need+=(dbus)
 command -v busctl >/dev/null || need+=(systemd)
 command -v ip >/dev/null || need+=(iproute2)
 command -v unshare >/dev/null || need+=(util-linux)
+# real programs and tools the end-to-end tests start
+command -v nft >/dev/null || need+=(nftables)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v tmux >/dev/null || need+=(tmux)
+command -v vim.basic >/dev/null || command -v vim >/dev/null || need+=(vim)
+/usr/bin/python3 -c 'import dbus' 2>/dev/null || need+=(python3-dbus)
 command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ] || need+=(cargo)
 # static libc for the statically linked test programs
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
