@@ -45,6 +45,9 @@ fn placeholder(path: &str, v: &Value) -> Option<Value> {
             Some(Value::Array(names.into_iter().map(Value::String).collect()))
         }
         "processes[].threads[].xstate" => s("[xstate]"),
+        // The host's CPUs and the environment's defaults.
+        "processes[].attrs.threads[].affinity" => s("[cpus]"),
+        "processes[].attrs.oom_score_adj" | "processes[].attrs.ioprio" => s("[n]"),
         "processes[].vmas[].start" | "processes[].vmas[].end" => s("[addr]"),
         "processes[].vmas[].pages" => {
             // Which areas hold stored pages is structure; how many is not.

@@ -63,6 +63,24 @@ struct Process {
   files @16 :List(FileId);      # the executable and every mapped file, for identity checks
   pdeathsig @17 :Int32;         # PR_GET_PDEATHSIG
   fdEnd @18 :Int32;             # one past the highest descriptor number the process had
+  attrs @19 :ProcAttrs;         # scheduler, prctl and /proc attributes (procattrs.rs)
+}
+
+struct ProcAttrs {
+  threads @0 :List(ThreadAttrs);  # in the order of the process's threads
+  childSubreaper @1 :Bool;
+  thpDisable @2 :Bool;
+  ioprio @3 :UInt32;
+  oomScoreAdj @4 :Int32;
+  stopped @5 :Bool;               # stopped by a signal (job control) at checkpoint
+}
+
+struct ThreadAttrs {
+  nice @0 :Int32;
+  policy @1 :UInt32;
+  rtPriority @2 :UInt32;
+  affinity @3 :List(UInt64);      # CPU mask, 64 CPUs per word
+  timerSlackNs @4 :UInt64;
 }
 
 struct Creds {

@@ -172,6 +172,7 @@ pub fn encode_process(p: &ProcessImage) -> Vec<u8> {
     b.set_personality(p.personality);
     b.set_pdeathsig(p.pdeathsig);
     b.set_fd_end(p.fd_end);
+    crate::procattrs::encode(&p.attrs, b.reborrow().init_attrs());
     let mut rl = b.reborrow().init_rlimits(p.rlimits.len() as u32);
     for (i, r) in p.rlimits.iter().enumerate() {
         let mut e = rl.reborrow().get(i as u32);
@@ -364,6 +365,7 @@ pub fn decode_process(bytes: &[u8]) -> DecodeResult<ProcessImage> {
         personality: r.get_personality(),
         pdeathsig: r.get_pdeathsig(),
         fd_end: r.get_fd_end(),
+        attrs: crate::procattrs::decode(r.get_attrs()?)?,
         rlimits: r
             .get_rlimits()?
             .iter()

@@ -26,6 +26,7 @@ pub mod header;
 pub mod image;
 pub mod model;
 pub mod plugin;
+pub mod procattrs;
 pub mod procinfo;
 pub mod restore;
 pub mod show;

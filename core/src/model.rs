@@ -78,6 +78,8 @@ pub struct ProcessImage {
     /// One past the highest descriptor number the process had (every plugin's
     /// descriptors included): restore parks inherited descriptors above it.
     pub fd_end: i32,
+    /// Scheduler, prctl and /proc attributes.
+    pub attrs: crate::procattrs::ProcAttrs,
 }
 
 /// Who the process runs as.

@@ -52,6 +52,8 @@ pub(crate) struct TreeStat {
     pub pgid: i32,
     pub sid: i32,
     pub zombie: bool,
+    /// Stopped by a signal (job control), state T.
+    pub stopped: bool,
     pub exit_status: i32,
 }
 
@@ -62,6 +64,7 @@ pub(crate) fn tree_stat(pid: i32) -> Result<TreeStat> {
         pgid: st.pgrp,
         sid: st.session,
         zombie: st.state == 'Z',
+        stopped: st.state == 'T',
         exit_status: st.exit_code.unwrap_or(0),
     })
 }

@@ -97,6 +97,8 @@ pub struct Frozen {
     pub sid: i32,
     pub tracees: Vec<Tracee>,
     pub zombie: Option<i32>,
+    /// Stopped by a signal before it was frozen.
+    pub stopped: bool,
 }
 
 /// Freeze `root` and all its descendants, parents before children (a frozen parent
@@ -134,6 +136,7 @@ pub fn freeze_tree(root: i32) -> Result<Vec<Frozen>> {
             sid: st.sid,
             tracees,
             zombie,
+            stopped: st.stopped,
         });
         if zombie.is_none() {
             queue.extend(procinfo::children(pid)?);

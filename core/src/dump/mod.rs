@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::image::ImageWriter;
 use crate::model::{Header, ProcessImage, Section, ThreadState, TreeNode};
 use crate::plugin::{DumpCtx, DumpOutcome, DumpTree, FrozenProcess, Pipeline, Remote, TreeState};
-use crate::{fdclass, header, procinfo};
+use crate::{fdclass, header, procattrs, procinfo};
 use spirit_kmod::{find_syscall_gadget, get_robust_list, regs_to_array, Tracee};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -131,6 +131,7 @@ fn dump_into<W: Write>(
         let mut runs = Vec::new();
         for f in tree.iter_mut().filter(|f| f.zombie.is_none()) {
             let mut proc = collect(f.pid, &mut f.tracees, &view, pipeline, &mut states)?;
+            proc.attrs.stopped = f.stopped;
             proc.vmas = procinfo::vmas(f.pid)?;
             proc.files = procinfo::file_ids(f.pid, &proc.exe, &proc.vmas);
             runs.push(pages::plan(f.pid, &mut proc.vmas)?);
@@ -293,6 +294,7 @@ fn collect_with_scratch(
     };
     proc.mm.brk = remote.syscall_ok(0, libc::SYS_brk, &[0], "brk")? as u64;
     proc.creds = procinfo::creds(pid)?;
+    proc.attrs = procattrs::dump(pid, remote)?;
     remote.syscall_ok(
         0,
         libc::SYS_prctl,

@@ -336,6 +336,7 @@ fn build<R: Read>(
         tasks::refresh_tid_cache(pid, &proc.threads[0], pid_inside)?;
         let mut threads = tasks::create_threads(main, &area, proc, plan.keep_pids)?;
         tasks::thread_state(&mut threads, &area, proc)?;
+        crate::procattrs::restore(&mut threads, area.gadget(), area.scratch(), &proc.attrs)?;
         tasks::credentials(&mut threads, &area, proc)?;
         threads[0].syscall_ok(
             area.gadget(),
@@ -363,8 +364,18 @@ fn build<R: Read>(
         ready.push((threads, area, *proc, final_sigmask));
     }
     // Leaves first, the root last.
+    let mut stopped = Vec::new();
     while let Some((threads, area, proc, final_sigmask)) = ready.pop() {
+        if proc.attrs.stopped {
+            stopped.push(threads[0].tid());
+        }
         tasks::release(threads, &area, proc, &header.cpu, host, &final_sigmask)?;
+    }
+    // Stopped by job control at checkpoint: stopped again (its parent's waitpid with
+    // WUNTRACED reports the stop once more).
+    for pid in stopped {
+        kill(Pid::from_raw(pid), Signal::SIGSTOP)
+            .map_err(|e| Error::Restore(format!("stopping process {pid} again: {e}")))?;
     }
     Ok((live[0], page_bytes))
 }
