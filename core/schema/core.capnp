@@ -64,6 +64,14 @@ struct Process {
   pdeathsig @17 :Int32;         # PR_GET_PDEATHSIG
   fdEnd @18 :Int32;             # one past the highest descriptor number the process had
   attrs @19 :ProcAttrs;         # scheduler, prctl and /proc attributes (procattrs.rs)
+  mapped @20 :List(MappedObject); # files deleted while mapped, with their content (mapped.rs)
+}
+
+struct MappedObject {
+  dev @0 :Text;                 # as /proc/PID/maps shows it (MAJ:MIN)
+  inode @1 :UInt64;
+  path @2 :Text;                # without " (deleted)"
+  data @3 :Data;
 }
 
 struct ProcAttrs {

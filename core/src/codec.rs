@@ -173,6 +173,14 @@ pub fn encode_process(p: &ProcessImage) -> Vec<u8> {
     b.set_pdeathsig(p.pdeathsig);
     b.set_fd_end(p.fd_end);
     crate::procattrs::encode(&p.attrs, b.reborrow().init_attrs());
+    let mut mo = b.reborrow().init_mapped(p.mapped.len() as u32);
+    for (i, o) in p.mapped.iter().enumerate() {
+        let mut e = mo.reborrow().get(i as u32);
+        e.set_dev(&o.dev);
+        e.set_inode(o.inode);
+        e.set_path(&o.path);
+        e.set_data(&o.data);
+    }
     let mut rl = b.reborrow().init_rlimits(p.rlimits.len() as u32);
     for (i, r) in p.rlimits.iter().enumerate() {
         let mut e = rl.reborrow().get(i as u32);
@@ -366,6 +374,18 @@ pub fn decode_process(bytes: &[u8]) -> DecodeResult<ProcessImage> {
         pdeathsig: r.get_pdeathsig(),
         fd_end: r.get_fd_end(),
         attrs: crate::procattrs::decode(r.get_attrs()?)?,
+        mapped: r
+            .get_mapped()?
+            .iter()
+            .map(|o| {
+                Ok(MappedObject {
+                    dev: text(o.get_dev())?,
+                    inode: o.get_inode(),
+                    path: text(o.get_path())?,
+                    data: o.get_data()?.to_vec(),
+                })
+            })
+            .collect::<DecodeResult<_>>()?,
         rlimits: r
             .get_rlimits()?
             .iter()

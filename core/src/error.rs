@@ -22,6 +22,11 @@ pub enum Error {
         target: String,
     },
 
+    /// A state other than a descriptor (a memory area, a thread's state...) that spirit
+    /// cannot restore as it is: refused rather than restored as something else.
+    #[error("pid {pid}: {what}; spirit cannot checkpoint this yet")]
+    Unsupported { pid: i32, what: String },
+
     #[error("{path}: not a spirit image (bad magic bytes)")]
     NotAnImage { path: String },
 
@@ -82,7 +87,7 @@ impl Error {
         match self {
             Error::NoSuchProcess { .. } => 3,
             Error::PermissionDenied { .. } | Error::RestoreNotPermitted { .. } => 4,
-            Error::UnsupportedFd { .. } => 5,
+            Error::UnsupportedFd { .. } | Error::Unsupported { .. } => 5,
             Error::NotAnImage { .. } | Error::Corrupt { .. } => 6,
             Error::Truncated { .. } => 7,
             Error::Version { .. } => 8,

@@ -24,6 +24,7 @@ pub mod error;
 pub mod fdclass;
 pub mod header;
 pub mod image;
+pub mod mapped;
 pub mod model;
 pub mod plugin;
 pub mod procattrs;

@@ -80,6 +80,18 @@ pub struct ProcessImage {
     pub fd_end: i32,
     /// Scheduler, prctl and /proc attributes.
     pub attrs: crate::procattrs::ProcAttrs,
+    /// Files deleted while mapped, with their content.
+    pub mapped: Vec<MappedObject>,
+}
+
+/// A file the process maps that was deleted since (memfds included): its content.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct MappedObject {
+    pub dev: String,
+    pub inode: u64,
+    pub path: String,
+    #[serde(skip)]
+    pub data: Vec<u8>,
 }
 
 /// Who the process runs as.

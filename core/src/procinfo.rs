@@ -162,7 +162,11 @@ pub fn file_ids(pid: i32, exe: &str, vmas: &[Vma]) -> Vec<FileId> {
         }
     };
     add(exe, format!("/proc/{pid}/exe"));
-    for v in vmas.iter().filter(|v| v.kind == VmaKind::File) {
+    // Deleted files travel in the image (mapped.rs): no identity to check.
+    for v in vmas
+        .iter()
+        .filter(|v| v.kind == VmaKind::File && !crate::mapped::is_deleted_file(v))
+    {
         add(
             &v.path,
             format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end),

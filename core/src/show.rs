@@ -72,6 +72,9 @@ fn process_json(p: &ProcessImage, pipeline: &Pipeline) -> Value {
         "pid": p.pid, "ppid": p.ppid, "pgid": p.pgid, "sid": p.sid, "uid": p.uid, "gid": p.gid,
         "comm": p.comm, "exe": p.exe, "personality": hex(u64::from(p.personality)),
         "pdeathsig": p.pdeathsig, "attrs": p.attrs,
+        "mapped": p.mapped.iter().map(|o| json!({
+            "path": o.path, "dev": o.dev, "inode": o.inode, "size": o.data.len(),
+        })).collect::<Vec<_>>(),
         "creds": p.creds, "files": p.files, "rlimits": p.rlimits, "mm": p.mm, "auxv": auxv,
         "vmas": vmas,
         "threads": p.threads.iter().map(thread_json).collect::<Vec<_>>(),

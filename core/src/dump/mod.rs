@@ -133,6 +133,7 @@ fn dump_into<W: Write>(
             let mut proc = collect(f.pid, &mut f.tracees, &view, pipeline, &mut states)?;
             proc.attrs.stopped = f.stopped;
             proc.vmas = procinfo::vmas(f.pid)?;
+            proc.mapped = crate::mapped::dump(f.pid, &proc.vmas)?;
             proc.files = procinfo::file_ids(f.pid, &proc.exe, &proc.vmas);
             runs.push(pages::plan(f.pid, &mut proc.vmas)?);
             procs.push(proc);

@@ -152,10 +152,16 @@ pub(crate) fn prepare(
     states: &mut [TreeState],
     allow_changed_files: bool,
 ) -> Result<()> {
+    let in_image = |v: &crate::model::Vma| {
+        crate::mapped::is_deleted_file(v)
+            && p.mapped
+                .iter()
+                .any(|o| o.dev == v.dev && o.inode == v.inode)
+    };
     for path in p
         .vmas
         .iter()
-        .filter(|v| v.kind == VmaKind::File)
+        .filter(|v| v.kind == VmaKind::File && !in_image(v))
         .map(|v| &v.path)
         .chain([&p.exe])
     {

@@ -5,6 +5,7 @@
 use super::pages::PageWriter;
 use crate::error::{Error, Result};
 use crate::image::{Frame, ImageReader};
+use crate::mapped::Objects;
 use crate::model::{ProcessImage, Vma, VmaKind};
 use crate::procinfo;
 use spirit_kmod::{find_syscall_gadget, write_memory, Tracee, PAGE_SIZE};
@@ -87,7 +88,7 @@ fn put_path(pid: i32, area: &Area, path: &str) -> Result<u64> {
 }
 
 /// Steps 3–7: from the forked restorer's layout to the image's mappings, empty.
-pub(crate) fn prepare(main: &mut Tracee, proc: &ProcessImage) -> Result<Area> {
+pub(crate) fn prepare(main: &mut Tracee, proc: &ProcessImage, objects: &Objects) -> Result<Area> {
     let pid = main.tid();
     let gadget0 = find_syscall_gadget(pid)?;
     let child_vmas = procinfo::vmas(pid)?;
@@ -141,7 +142,7 @@ pub(crate) fn prepare(main: &mut Tracee, proc: &ProcessImage) -> Result<Area> {
     move_specials(main, g, &area, &child_vmas, &proc.vmas)?;
     // 7. The image's mappings.
     for v in proc.vmas.iter().filter(|v| !v.kind.is_special()) {
-        map_vma(main, &area, v)?;
+        map_vma(main, &area, v, objects)?;
     }
     Ok(area)
 }
@@ -309,7 +310,7 @@ fn map_prot(v: &Vma) -> u64 {
     p
 }
 
-fn map_vma(main: &mut Tracee, area: &Area, v: &Vma) -> Result<()> {
+fn map_vma(main: &mut Tracee, area: &Area, v: &Vma, objects: &Objects) -> Result<()> {
     let pid = main.tid();
     let g = area.gadget();
     let mut flags = libc::MAP_FIXED as u64;
@@ -325,7 +326,8 @@ fn map_vma(main: &mut Tracee, area: &Area, v: &Vma) -> Result<()> {
         flags |= libc::MAP_NORESERVE as u64;
     }
     let prot = map_prot(v);
-    if v.kind != VmaKind::File {
+    let object = objects.path_for(v);
+    if v.kind != VmaKind::File && object.is_none() {
         flags |= libc::MAP_ANONYMOUS as u64;
         main.syscall_ok(
             g,
@@ -335,8 +337,10 @@ fn map_vma(main: &mut Tracee, area: &Area, v: &Vma) -> Result<()> {
         )?;
         return Ok(());
     }
-    let path_addr = put_path(pid, area, &v.path)?;
-    let write = v.shared && v.prot & 2 != 0;
+    let path = object.as_deref().unwrap_or(&v.path);
+    let path_addr = put_path(pid, area, path)?;
+    // Our own memfds (mapped.rs) are opened for writing: their pages are written after.
+    let write = object.is_some() || (v.shared && v.prot & 2 != 0);
     let oflags = (if write { libc::O_RDWR } else { libc::O_RDONLY } | libc::O_CLOEXEC) as u64;
     let fd = main.syscall(
         g,

@@ -317,10 +317,12 @@ fn build<R: Read>(
     for &pid in &live {
         mains.push(Tracee::seize_restored(pid)?);
     }
+    let objects = crate::mapped::Objects::create(&procs)?;
     let mut areas = Vec::with_capacity(live.len());
     for (main, proc) in mains.iter_mut().zip(&procs) {
-        areas.push(memory::prepare(main, proc)?);
+        areas.push(memory::prepare(main, proc, &objects)?);
     }
+    drop(objects); // every mapping of them is made
     let targets: Vec<(i32, i32, &[crate::model::Vma])> = procs
         .iter()
         .zip(&live)
