@@ -1,49 +1,48 @@
-//! spirit's files plugin: the process's descriptors and its filesystem state.
+//! spirit's files plugin: a process's descriptors (every kind below) and its
+//! filesystem state (cwd, root, umask).
 //!
-//! Dump (`dump.rs`, the process frozen): every descriptor `core` lists whose kind this
-//! plugin knows becomes one record, claimed:
-//! - regular files, directories, FIFOs (data in flight not kept yet), character
-//!   devices (not terminals) opened by path:
-//!   path, open flags, close-on-exec, offset, identity (size, mtime, and for files up
-//!   to 1 MiB an xxh3 hash of the content);
-//! - pipes (their inode and, from the access mode, which end), with the capacity and
-//!   the data in flight, captured once per pipe for the whole tree (peeked with `tee`
-//!   from a `pidfd_getfd` copy of a read end held by this process or another of the
-//!   tree, left in place); each end must be held somewhere in the tree: an end held
-//!   only outside it, closed, or left out with `--skip-fd` is refused naming the fd;
-//! - files deleted while open and memfds (name, seals): their content (≤ 64 MiB, else
-//!   refused naming the fd);
-//! - eventfd (count, semaphore), timerfd (clock, remaining time, interval, unread
-//!   ticks), signalfd (mask), epoll (watched fds, events, data), inotify (watches,
-//!   paths resolved from their file handles with `open_by_handle_at`);
-//! - descriptors sharing one open file description (`kcmp`) are recorded once and the
-//!   others marked `dup_of` it; flock, POSIX and OFD locks held through a description;
-//! - each description (owner record) gets a tree-wide `desc_id`: the same id in two
-//!   processes means one description shared across fork (`kcmp` across processes,
-//!   `shared.rs`, with state kept across the dump calls of one tree).
+//! Layout: one module per descriptor kind under `kinds/` — `regular`, `pseudo` (/proc
+//! and /sys files), `deleted`, `memfd`, `directory`, `fifo`, `chardev`, `pipe`,
+//! `eventfd`, `timerfd`, `signalfd`, `epoll`, `inotify`, and `lock` (flock, POSIX and
+//! OFD locks) — each holding that kind's dump, payload encoding, prepare-time check,
+//! restore and show side by side; `kinds/mod.rs` only dispatches on `kinds::Payload`.
+//! Below them `record.rs` (the common record head, a file reached by path, fdinfo
+//! parsing, open/seek/park); above them `section.rs` (the section: a common record per
+//! descriptor — fd, flags, close-on-exec, offset, `dup_of`, tree-wide description id,
+//! locks — with a Cap'n Proto union of per-kind payloads, `schema/files.capnp`),
+//! `tree.rs` (what processes of a tree share), `dump.rs` and `restore.rs` (one
+//! process's pass over its descriptors). Dependencies point one way: record ← kinds ←
+//! section ← tree ← dump/restore ← lib.
 //!
-//! cwd, root and umask too.
+//! Dump, the tree frozen: [`Plugin::dump_tree`] makes the tree state (`tree::DumpTree`:
+//! every pipe end held in the tree, from core's classified descriptors). Then per
+//! process (`dump.rs`): each descriptor whose kind core classified as one this plugin
+//! handles (core's `fdclass` decides the kind; nothing here guesses it from the link
+//! text) gets its kind's payload and is claimed; a kind returning nothing (a path that
+//! no longer names the open file) leaves it unclaimed. Descriptors sharing one open
+//! file description (`kcmp`) are recorded once, the others marked `dup_of` it; owner
+//! records get what only they carry (content of deleted files and memfds ≤ 64 MiB,
+//! hashes of regular files ≤ 1 MiB, epoll targets, inotify watches, locks); pipes'
+//! data in flight is captured once per pipe for the tree (both ends must be held in
+//! it); each description gets a tree-wide `desc_id` (the same id in two processes: one
+//! description shared across fork).
 //!
-//! Prepare (restoring host): every path must exist as the same kind of file; a regular
-//! file that changed since the checkpoint (size, mtime, content hash) is refused with
-//! exit 11 unless the restore allows it (`spirit restore --allow-changed-files`).
+//! Every kind the plugin does not handle (terminals, sockets, message queues, pidfds,
+//! ...) stays unclaimed: core refuses the checkpoint naming pid, fd and kind.
 //!
-//! Before a restore child forks its children (`shared.rs`): every pipe, deleted file or
-//! memfd, and every other description, held by more than one process of the tree is
-//! created once, by the lowest common ancestor of its holders (a shell that made the
-//! pipe of `a | b` and closed it holds none of it), with its data in flight, capacity,
-//! content, offset and status flags, each description parked at a number above every
-//! fd of the tree; the descendants inherit them.
-//!
-//! In the child (`restore.rs`): cwd, root, umask; each open file description is rebuilt
-//! once, parked at a high number (or, when shared with other processes, taken from the
-//! number its creator parked it at), then `dup3`'d to each of its fd numbers; the parked
-//! numbers inherited are closed; epoll sets last (they watch fds by number; an epoll
-//! set shared across fork is rebuilt in each process); locks taken again at the very
-//! end.
-//!
-//! Terminals, sockets and unknown anonymous inodes are left unclaimed:
-//! the checkpoint then fails naming them.
+//! Restore: [`Plugin::plan_restore`] decodes every process's section and plans
+//! (`tree::Plan`) which descriptions more than one process holds, who creates each (the
+//! lowest common ancestor of its holders) and at which number it is parked (taken from
+//! core's `Parking`). [`Plugin::prepare`] runs each kind's check on this host (paths
+//! there and of the same kind; a changed regular file refused with exit 11 unless
+//! `--allow-changed-files`; /proc and /sys files never content-checked). In each
+//! restore child [`Plugin::restore_before_fork`] creates what it is the creator of, and
+//! [`Plugin::restore_in_child`] sets cwd, root and umask and rebuilds its descriptors
+//! (`restore.rs`): each description once by its kind (or taken from its parked number),
+//! `dup3`'d to each of its fds, inherited parked numbers closed, epoll sets last, locks
+//! at the very end. A /proc path naming the process itself is reopened through
+//! `/proc/self/` (right under `--new-pid`); one naming another process of the tree is
+//! refused when pids change.
 
 #[allow(clippy::all, clippy::pedantic)]
 mod files_capnp {
