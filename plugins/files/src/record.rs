@@ -36,8 +36,21 @@ pub fn fail(h: &Head, what: &str, e: impl std::fmt::Display) -> Error {
 /// Malformed section bytes.
 pub fn bad(msg: impl std::fmt::Display) -> Error {
     Error::Restore(format!(
-        "malformed files section: {msg}; the image is damaged or was not written by spirit"
+        "{MALFORMED}{msg}; the image is damaged or was not written by spirit"
     ))
+}
+
+const MALFORMED: &str = "malformed files section: ";
+
+/// A decode error of a part of the section, with where it is (`fd 3`) put in front.
+pub fn within(e: Error, place: &str) -> Error {
+    match e {
+        Error::Restore(m) => match m.strip_prefix(MALFORMED) {
+            Some(rest) => Error::Restore(format!("{MALFORMED}{place}: {rest}")),
+            None => Error::Restore(format!("{place}: {m}")),
+        },
+        other => other,
+    }
 }
 
 /// A capnp text field as a String, or an error naming `what`.

@@ -5,7 +5,7 @@
 use crate::files_capnp as s;
 use crate::kinds::lock::Lock;
 use crate::kinds::Payload;
-use crate::record::{bad, text, Head};
+use crate::record::{bad, text, within, Head};
 use capnp::message::{Builder, ReaderOptions};
 use serde_json::{json, Map, Value};
 use spirit_core::Result;
@@ -109,7 +109,7 @@ impl FilesSection {
             .iter()
         {
             let fd = f.get_fd();
-            let at = |e: spirit_core::Error| bad(format!("fd {fd}: {e}"));
+            let at = |e| within(e, &format!("fd {fd}"));
             let mut locks = Vec::new();
             for k in f
                 .get_locks()
@@ -285,6 +285,20 @@ mod tests {
         s.fds[1].dup_of = Some(9);
         let e = FilesSection::decode(&s.encode()).unwrap_err().to_string();
         assert!(e.contains("fd 4 shares its file with fd 9"), "{e}");
+        // A bad part of a record: named, with its fd, once.
+        let mut s = sample();
+        if let Payload::Pseudo(p) = &mut s.fds[5].payload {
+            p.path = "/proc/XYZW".into();
+        }
+        let mut bytes = s.encode();
+        let at = bytes.windows(4).position(|w| w == b"XYZW").unwrap();
+        bytes[at] = 0xff;
+        let e = FilesSection::decode(&bytes).unwrap_err().to_string();
+        assert_eq!(e.matches("malformed").count(), 1, "{e}");
+        assert!(
+            e.contains("malformed files section: fd 8: /proc or /sys file path"),
+            "{e}"
+        );
         // A dup of another kind than its owner.
         let mut s = sample();
         s.fds[1].payload = Payload::Pseudo(Pseudo::default());
