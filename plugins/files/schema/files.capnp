@@ -1,4 +1,5 @@
-# spirit files plugin section. Grows compatibly only.
+# spirit files plugin section (version 2: one common record per descriptor with a
+# per-kind payload). Grows compatibly only from here on.
 @0xc066325ffbd87374;
 
 struct Files {
@@ -8,66 +9,115 @@ struct Files {
   fds @3 :List(Fd);
 }
 
-enum FdKind {
-  regular @0;
-  charDevice @1;
-  directory @2;
-  fifo @3;          # a named pipe reopened by path (data in flight not kept yet)
-  pipe @4;          # one end of a pipe (`objectId`: its inode); both ends held in the tree
-  deletedFile @5;   # a regular file unlinked while open: content in `data`
-  memfd @6;         # name in `path` ("/memfd:NAME (deleted)"), content in `data`, `seals`
-  eventfd @7;       # `counter`, `semaphore`
-  timerfd @8;       # `clockId`, `counter` (ticks), `valueNs`/`intervalNs` (remaining, relative)
-  signalfd @9;      # `sigmask`
-  epoll @10;         # `epoll` targets, rebuilt after every other descriptor
-  inotify @11;      # `inotify` watches
-}
-
+# One descriptor: what every kind has, then what its kind carries.
 struct Fd {
   fd @0 :Int32;
-  kind @1 :FdKind;
-  path @2 :Text;
-  flags @3 :UInt32;      # open flags as in /proc/PID/fdinfo (access mode, O_APPEND...)
-  cloexec @4 :Bool;
-  pos @5 :UInt64;
-  rdev @6 :UInt64;       # character devices: device number
-  mode @7 :UInt32;       # st_mode
-  size @8 :UInt64;
-  mtimeNs @9 :Int64;
-  dev @10 :UInt64;
-  inode @11 :UInt64;
+  flags @1 :UInt32;      # open flags as in /proc/PID/fdinfo (access mode, O_APPEND...)
+  cloexec @2 :Bool;
+  pos @3 :UInt64;
   # Same open file description as this lower fd (dup, dup2, F_DUPFD): one shared
   # offset and flags; -1 when the fd has its own.
-  dupOf @12 :Int32 = -1;
-  # Pipes, deleted files, memfds: fds with the same object id are the same file (the
-  # two ends of one pipe, two opens of one memfd). Pipes: the pipe's inode.
-  objectId @13 :UInt64;
-  # Pipe data in flight (on the first fd of the pipe), deleted file or memfd content.
-  data @14 :Data;
-  pipeSize @15 :UInt32;
-  seals @16 :UInt32;
-  counter @17 :UInt64;
-  semaphore @18 :Bool;
-  clockId @19 :Int32;
-  valueNs @20 :UInt64;
-  intervalNs @21 :UInt64;
-  sigmask @22 :UInt64;
-  epoll @23 :List(EpollTarget);
-  inotify @24 :List(InotifyWatch);
-  locks @25 :List(Lock);
-  # Regular files up to 1 MiB: xxh3-64 of the content at checkpoint.
-  hashed @26 :Bool;
-  hash @27 :UInt64;
+  dupOf @4 :Int32 = -1;
   # Tree-wide identity of this open file description (owner records): records of
-  # different processes with the same id are one description, shared across fork (one
-  # offset, one set of status flags). 0: unknown (images before trees shared them).
-  descId @28 :UInt64;
+  # different processes with the same id are one description, shared across fork.
+  descId @5 :UInt64;
+  # flock, POSIX and OFD locks held through this description (owner records).
+  locks @6 :List(Lock);
+  # Records of one description (`dupOf`) repeat the payload without its content.
+  kind :union {
+    regular @7 :Regular;
+    pseudo @8 :Pseudo;
+    directory @9 :PathFile;
+    charDevice @10 :CharDevice;
+    fifo @11 :PathFile;      # a named pipe reopened by path (data in flight not kept yet)
+    deleted @12 :Deleted;
+    memfd @13 :Memfd;
+    pipe @14 :Pipe;
+    eventfd @15 :Eventfd;
+    timerfd @16 :Timerfd;
+    signalfd @17 :Signalfd;
+    epoll @18 :Epoll;
+    inotify @19 :Inotify;
+  }
+}
+
+# A file reached by path, as it was at checkpoint (st_mode, st_dev, st_ino).
+struct PathFile {
+  path @0 :Text;
+  mode @1 :UInt32;
+  dev @2 :UInt64;
+  inode @3 :UInt64;
+}
+
+struct Regular {
+  file @0 :PathFile;
+  size @1 :UInt64;
+  mtimeNs @2 :Int64;
+  # Files up to 1 MiB: xxh3-64 of the content at checkpoint.
+  hashed @3 :Bool;
+  hash @4 :UInt64;
+}
+
+# A regular file on /proc or /sys: reopened by path, never content-checked.
+struct Pseudo {
+  path @0 :Text;
+}
+
+struct CharDevice {
+  file @0 :PathFile;
+  rdev @1 :UInt64;
+}
+
+# A regular file unlinked while open ("(deleted)" stripped from the path).
+struct Deleted {
+  file @0 :PathFile;
+  data @1 :Data;
+}
+
+# path: "/memfd:NAME".
+struct Memfd {
+  file @0 :PathFile;
+  data @1 :Data;
+  seals @2 :UInt32;
+}
+
+# One end of a pipe (which end: the access mode in `flags`); both ends held in the
+# tree. Data in flight on the first record of the pipe in dump order.
+struct Pipe {
+  inode @0 :UInt64;
+  capacity @1 :UInt32;
+  data @2 :Data;
+}
+
+struct Eventfd {
+  count @0 :UInt64;
+  semaphore @1 :Bool;
+}
+
+struct Timerfd {
+  clockId @0 :Int32;
+  ticks @1 :UInt64;        # expirations not read yet
+  valueNs @2 :UInt64;      # remaining until the next expiration (relative)
+  intervalNs @3 :UInt64;
+}
+
+struct Signalfd {
+  sigmask @0 :UInt64;
+}
+
+# Rebuilt after every other descriptor (it watches them by number).
+struct Epoll {
+  targets @0 :List(EpollTarget);
 }
 
 struct EpollTarget {
   fd @0 :Int32;
   events @1 :UInt32;
   data @2 :UInt64;
+}
+
+struct Inotify {
+  watches @0 :List(InotifyWatch);
 }
 
 struct InotifyWatch {

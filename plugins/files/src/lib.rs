@@ -1,49 +1,48 @@
-//! spirit's files plugin: the process's descriptors and its filesystem state.
+//! spirit's files plugin: a process's descriptors (every kind below) and its
+//! filesystem state (cwd, root, umask).
 //!
-//! Dump (`dump.rs`, the process frozen): every descriptor `core` lists whose kind this
-//! plugin knows becomes one record, claimed:
-//! - regular files, directories, FIFOs (data in flight not kept yet), character
-//!   devices (not terminals) opened by path:
-//!   path, open flags, close-on-exec, offset, identity (size, mtime, and for files up
-//!   to 1 MiB an xxh3 hash of the content);
-//! - pipes (their inode and, from the access mode, which end), with the capacity and
-//!   the data in flight, captured once per pipe for the whole tree (peeked with `tee`
-//!   from a `pidfd_getfd` copy of a read end held by this process or another of the
-//!   tree, left in place); each end must be held somewhere in the tree: an end held
-//!   only outside it, closed, or left out with `--skip-fd` is refused naming the fd;
-//! - files deleted while open and memfds (name, seals): their content (≤ 64 MiB, else
-//!   refused naming the fd);
-//! - eventfd (count, semaphore), timerfd (clock, remaining time, interval, unread
-//!   ticks), signalfd (mask), epoll (watched fds, events, data), inotify (watches,
-//!   paths resolved from their file handles with `open_by_handle_at`);
-//! - descriptors sharing one open file description (`kcmp`) are recorded once and the
-//!   others marked `dup_of` it; flock, POSIX and OFD locks held through a description;
-//! - each description (owner record) gets a tree-wide `desc_id`: the same id in two
-//!   processes means one description shared across fork (`kcmp` across processes,
-//!   `shared.rs`, with state kept across the dump calls of one tree).
+//! Layout: one module per descriptor kind under `kinds/` — `regular`, `pseudo` (/proc
+//! and /sys files), `deleted`, `memfd`, `directory`, `fifo`, `chardev`, `pipe`,
+//! `eventfd`, `timerfd`, `signalfd`, `epoll`, `inotify`, and `lock` (flock, POSIX and
+//! OFD locks) — each holding that kind's dump, payload encoding, prepare-time check,
+//! restore and show side by side; `kinds/mod.rs` only dispatches on `kinds::Payload`.
+//! Below them `record.rs` (the common record head, a file reached by path, fdinfo
+//! parsing, open/seek/park); above them `section.rs` (the section: a common record per
+//! descriptor — fd, flags, close-on-exec, offset, `dup_of`, tree-wide description id,
+//! locks — with a Cap'n Proto union of per-kind payloads, `schema/files.capnp`),
+//! `tree.rs` (what processes of a tree share), `dump.rs` and `restore.rs` (one
+//! process's pass over its descriptors). Dependencies point one way: record ← kinds ←
+//! section ← tree ← dump/restore ← lib.
 //!
-//! cwd, root and umask too.
+//! Dump, the tree frozen: [`Plugin::dump_tree`] makes the tree state (`tree::DumpTree`:
+//! every pipe end held in the tree, from core's classified descriptors). Then per
+//! process (`dump.rs`): each descriptor whose kind core classified as one this plugin
+//! handles (core's `fdclass` decides the kind; nothing here guesses it from the link
+//! text) gets its kind's payload and is claimed; a kind returning nothing (a path that
+//! no longer names the open file) leaves it unclaimed. Descriptors sharing one open
+//! file description (`kcmp`) are recorded once, the others marked `dup_of` it; owner
+//! records get what only they carry (content of deleted files and memfds ≤ 64 MiB,
+//! hashes of regular files ≤ 1 MiB, epoll targets, inotify watches, locks); pipes'
+//! data in flight is captured once per pipe for the tree (both ends must be held in
+//! it); each description gets a tree-wide `desc_id` (the same id in two processes: one
+//! description shared across fork).
 //!
-//! Prepare (restoring host): every path must exist as the same kind of file; a regular
-//! file that changed since the checkpoint (size, mtime, content hash) is refused with
-//! exit 11 unless the restore allows it (`spirit restore --allow-changed-files`).
+//! Every kind the plugin does not handle (terminals, sockets, message queues, pidfds,
+//! ...) stays unclaimed: core refuses the checkpoint naming pid, fd and kind.
 //!
-//! Before a restore child forks its children (`shared.rs`): every pipe, deleted file or
-//! memfd, and every other description, held by more than one process of the tree is
-//! created once, by the lowest common ancestor of its holders (a shell that made the
-//! pipe of `a | b` and closed it holds none of it), with its data in flight, capacity,
-//! content, offset and status flags, each description parked at a number above every
-//! fd of the tree; the descendants inherit them.
-//!
-//! In the child (`restore.rs`): cwd, root, umask; each open file description is rebuilt
-//! once, parked at a high number (or, when shared with other processes, taken from the
-//! number its creator parked it at), then `dup3`'d to each of its fd numbers; the parked
-//! numbers inherited are closed; epoll sets last (they watch fds by number; an epoll
-//! set shared across fork is rebuilt in each process); locks taken again at the very
-//! end.
-//!
-//! Terminals, sockets and unknown anonymous inodes are left unclaimed:
-//! the checkpoint then fails naming them.
+//! Restore: [`Plugin::plan_restore`] decodes every process's section and plans
+//! (`tree::Plan`) which descriptions more than one process holds, who creates each (the
+//! lowest common ancestor of its holders) and at which number it is parked (taken from
+//! core's `Parking`). [`Plugin::prepare`] runs each kind's check on this host (paths
+//! there and of the same kind; a changed regular file refused with exit 11 unless
+//! `--allow-changed-files`; /proc and /sys files never content-checked). In each
+//! restore child [`Plugin::restore_before_fork`] creates what it is the creator of, and
+//! [`Plugin::restore_in_child`] sets cwd, root and umask and rebuilds its descriptors
+//! (`restore.rs`): each description once by its kind (or taken from its parked number),
+//! `dup3`'d to each of its fds, inherited parked numbers closed, epoll sets last, locks
+//! at the very end. A /proc path naming the process itself is reopened through
+//! `/proc/self/` (right under `--new-pid`); one naming another process of the tree is
+//! refused when pids change.
 
 #[allow(clippy::all, clippy::pedantic)]
 mod files_capnp {
@@ -51,23 +50,24 @@ mod files_capnp {
 }
 
 mod dump;
+mod kinds;
+mod record;
 mod restore;
 mod section;
-mod shared;
+mod tree;
 
-use section::{FdKind, FdRecord, FilesSection};
-use serde_json::{json, Map, Value};
+use section::FilesSection;
+use serde_json::{json, Value};
 use spirit_core::plugin::{
     state_mut, state_ref, DumpCtx, Parking, Plugin, PrepareCtx, TreeState, TreeView,
 };
 use spirit_core::{Error, Result};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 /// The files plugin.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FilesPlugin;
 
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const NAME: &str = "files";
 
 impl Plugin for FilesPlugin {
@@ -80,41 +80,23 @@ impl Plugin for FilesPlugin {
     }
 
     fn dump_tree(&self, tree: &spirit_core::plugin::DumpTree) -> Result<TreeState> {
-        Ok(Box::new(shared::DumpTree::new(tree)))
+        Ok(Box::new(tree::DumpTree::new(tree)))
     }
 
     fn dump(&self, state: &mut TreeState, ctx: &mut DumpCtx<'_>) -> Result<Option<Vec<u8>>> {
-        let tree = state_mut::<shared::DumpTree>(state)?;
+        let tree = state_mut::<tree::DumpTree>(state)?;
         let sec = dump::collect(ctx.remote.pid, ctx.fds, tree)?;
         Ok(Some(sec.encode()))
     }
 
     fn plan_restore(&self, tree: &TreeView<'_>, park: &mut Parking) -> Result<TreeState> {
-        Ok(Box::new(shared::plan(tree, park)?))
+        Ok(Box::new(tree::plan(tree, park)?))
     }
 
     fn prepare(&self, _state: &mut TreeState, ctx: &PrepareCtx<'_>, data: &[u8]) -> Result<()> {
         let sec = FilesSection::decode(data)?;
-        for f in sec.fds.iter().filter(|f| f.dup_of.is_none()) {
-            match f.kind {
-                FdKind::Regular | FdKind::Directory | FdKind::CharDevice | FdKind::Fifo => {
-                    check_file(f, ctx.allow_changed_files)?
-                }
-                FdKind::Inotify => {
-                    for w in &f.inotify {
-                        if std::fs::symlink_metadata(&w.path).is_err() {
-                            return Err(Error::FileMismatch {
-                                path: w.path.clone(),
-                                what: format!(
-                                    "watched by the inotify instance at fd {} (wd {}) at checkpoint, but missing on this host",
-                                    f.fd, w.wd
-                                ),
-                            });
-                        }
-                    }
-                }
-                _ => {}
-            }
+        for f in sec.fds.iter().filter(|f| f.is_owner()) {
+            f.payload.check(f.fd(), ctx.allow_changed_files)?;
         }
         for d in [&sec.cwd, &sec.root] {
             if !std::path::Path::new(d).is_dir() {
@@ -127,8 +109,8 @@ impl Plugin for FilesPlugin {
         Ok(())
     }
 
-    fn restore_before_fork(&self, state: &TreeState, _tree: &TreeView<'_>, pid: i32) -> Result<()> {
-        shared::before_fork(state_ref(state)?, pid)
+    fn restore_before_fork(&self, state: &TreeState, tree: &TreeView<'_>, pid: i32) -> Result<()> {
+        tree::before_fork(state_ref(state)?, tree, pid)
     }
 
     fn restore_in_child(
@@ -139,7 +121,7 @@ impl Plugin for FilesPlugin {
         data: &[u8],
     ) -> Result<Vec<i32>> {
         let sec = FilesSection::decode(data)?;
-        let (shared, inherited) = shared::for_process(state_ref(state)?, tree, p.pid, &sec);
+        let (shared, inherited) = tree::for_process(state_ref(state)?, tree, p.pid, &sec);
         if sec.root != "/" {
             nix::unistd::chroot(sec.root.as_str())
                 .map_err(|e| Error::Restore(format!("chroot {}: {e}", sec.root)))?;
@@ -147,7 +129,7 @@ impl Plugin for FilesPlugin {
         nix::unistd::chdir(sec.cwd.as_str())
             .map_err(|e| Error::Restore(format!("chdir {}: {e}", sec.cwd)))?;
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(sec.umask));
-        restore::restore(&sec, &shared, &inherited)
+        restore::restore(&sec, &shared, &inherited, &tree::pids_of(tree, p.pid))
     }
 
     fn show(&self, data: &[u8]) -> Result<Value> {
@@ -156,146 +138,7 @@ impl Plugin for FilesPlugin {
             "cwd": sec.cwd,
             "root": sec.root,
             "umask": sec.umask,
-            "fds": sec.fds.iter().map(show_fd).collect::<Vec<_>>(),
+            "fds": sec.fds.iter().map(section::FdRecord::show).collect::<Vec<_>>(),
         }))
     }
-}
-
-/// A regular file, directory or device opened by path must be there, of the same kind,
-/// and (regular files) unchanged since the checkpoint.
-fn check_file(f: &FdRecord, allow_changed: bool) -> Result<()> {
-    let mismatch = |what: String| Error::FileMismatch {
-        path: f.path.clone(),
-        what,
-    };
-    let md = std::fs::metadata(&f.path).map_err(|e| {
-        mismatch(format!(
-            "open as fd {} at checkpoint but missing on this host: {e}",
-            f.fd
-        ))
-    })?;
-    let same_kind = match f.kind {
-        FdKind::Regular => md.is_file(),
-        FdKind::Directory => md.is_dir(),
-        FdKind::CharDevice => md.file_type().is_char_device() && md.rdev() == f.rdev,
-        FdKind::Fifo => md.file_type().is_fifo(),
-        _ => true,
-    };
-    if !same_kind {
-        return Err(mismatch(format!(
-            "open as fd {} at checkpoint, but it is now a different kind of file or device",
-            f.fd
-        )));
-    }
-    if f.kind != FdKind::Regular || allow_changed {
-        return Ok(());
-    }
-    let mtime = md.mtime() * 1_000_000_000 + md.mtime_nsec();
-    let changed = if md.size() != f.size {
-        Some(format!("its size is {} bytes, was {}", md.size(), f.size))
-    } else if mtime != f.mtime_ns {
-        Some("it was modified (mtime differs)".to_string())
-    } else if let Some(h) = f.hash {
-        let now = std::fs::read(&f.path).map_err(|e| Error::io(&f.path, e))?;
-        (xxhash_rust::xxh3::xxh3_64(&now) != h).then(|| "its content differs".to_string())
-    } else {
-        None
-    };
-    match changed {
-        Some(why) => Err(mismatch(format!(
-            "open as fd {} at checkpoint, but changed since: {why}; restore with --allow-changed-files to accept it",
-            f.fd
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// One descriptor for `spirit show`: common fields, then what its kind carries.
-fn show_fd(f: &FdRecord) -> Value {
-    let mut m = Map::new();
-    let mut put = |k: &str, v: Value| {
-        m.insert(k.into(), v);
-    };
-    put("fd", json!(f.fd));
-    put("kind", serde_json::to_value(f.kind).unwrap_or(Value::Null));
-    put("flags", json!(f.flags));
-    put("cloexec", json!(f.cloexec));
-    match f.dup_of {
-        Some(d) => put("dup_of", json!(d)),
-        None if f.desc_id != 0 => put("desc", json!(f.desc_id)),
-        None => {}
-    }
-    match f.kind {
-        FdKind::Regular | FdKind::Directory | FdKind::CharDevice | FdKind::Fifo => {
-            put("path", json!(f.path));
-            put("pos", json!(f.pos));
-            put("mode", json!(f.mode));
-            put("dev", json!(f.dev));
-            put("inode", json!(f.inode));
-            put("rdev", json!(f.rdev));
-            put("size", json!(f.size));
-            put("mtime_ns", json!(f.mtime_ns));
-            if let Some(h) = f.hash {
-                put("xxh3", json!(format!("{h:016x}")));
-            }
-        }
-        FdKind::Pipe => {
-            put("pipe", json!(f.object_id));
-            let end = match f.flags as i32 & libc::O_ACCMODE {
-                libc::O_RDONLY => "read",
-                libc::O_WRONLY => "write",
-                _ => "read+write",
-            };
-            put("end", json!(end));
-            put("capacity", json!(f.pipe_size));
-            put("in_flight", json!(f.data.len()));
-        }
-        FdKind::DeletedFile | FdKind::Memfd => {
-            put("path", json!(f.path));
-            put("pos", json!(f.pos));
-            put("mode", json!(f.mode));
-            put("size", json!(f.data.len()));
-            put(
-                "xxh3",
-                json!(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&f.data))),
-            );
-            if f.kind == FdKind::Memfd {
-                put("seals", json!(f.seals));
-            }
-        }
-        FdKind::Eventfd => {
-            put("count", json!(f.counter));
-            put("semaphore", json!(f.semaphore));
-        }
-        FdKind::Timerfd => {
-            put("clock", json!(f.clock_id));
-            put("remaining_ns", json!(f.value_ns));
-            put("interval_ns", json!(f.interval_ns));
-            put("ticks", json!(f.counter));
-        }
-        FdKind::Signalfd => put("sigmask", json!(f.sigmask)),
-        FdKind::Epoll => put(
-            "watches",
-            json!(f
-                .epoll
-                .iter()
-                .map(|t| json!({"fd": t.fd, "events": t.events, "data": t.data}))
-                .collect::<Vec<_>>()),
-        ),
-        FdKind::Inotify => put(
-            "watches",
-            json!(f
-                .inotify
-                .iter()
-                .map(|w| json!({"wd": w.wd, "path": w.path, "mask": w.mask}))
-                .collect::<Vec<_>>()),
-        ),
-    }
-    if !f.locks.is_empty() {
-        put(
-            "locks",
-            serde_json::to_value(&f.locks).unwrap_or(Value::Null),
-        );
-    }
-    Value::Object(m)
 }

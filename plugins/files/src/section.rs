@@ -1,106 +1,62 @@
-//! The files section: model and its Cap'n Proto encoding (`schema/files.capnp`).
+//! The files section: a common record per descriptor ([`FdRecord`]: number, flags,
+//! offset, description, locks) with its kind's [`Payload`], and the Cap'n Proto
+//! encoding (`schema/files.capnp`; each kind encodes its own payload).
 
 use crate::files_capnp as s;
+use crate::kinds::lock::Lock;
+use crate::kinds::Payload;
+use crate::record::{bad, text, within, Head};
 use capnp::message::{Builder, ReaderOptions};
-use serde::Serialize;
-use spirit_core::{Error, Result};
+use serde_json::{json, Map, Value};
+use spirit_core::Result;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FdKind {
-    #[default]
-    Regular,
-    CharDevice,
-    Directory,
-    Fifo,
-    Pipe,
-    DeletedFile,
-    Memfd,
-    Eventfd,
-    Timerfd,
-    Signalfd,
-    Epoll,
-    Inotify,
-}
-
-const KINDS: [(FdKind, s::FdKind); 12] = [
-    (FdKind::Regular, s::FdKind::Regular),
-    (FdKind::CharDevice, s::FdKind::CharDevice),
-    (FdKind::Directory, s::FdKind::Directory),
-    (FdKind::Fifo, s::FdKind::Fifo),
-    (FdKind::Pipe, s::FdKind::Pipe),
-    (FdKind::DeletedFile, s::FdKind::DeletedFile),
-    (FdKind::Memfd, s::FdKind::Memfd),
-    (FdKind::Eventfd, s::FdKind::Eventfd),
-    (FdKind::Timerfd, s::FdKind::Timerfd),
-    (FdKind::Signalfd, s::FdKind::Signalfd),
-    (FdKind::Epoll, s::FdKind::Epoll),
-    (FdKind::Inotify, s::FdKind::Inotify),
-];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct EpollTarget {
-    pub fd: i32,
-    pub events: u32,
-    pub data: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct InotifyWatch {
-    pub wd: i32,
-    pub path: String,
-    pub mask: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LockKind {
-    Flock,
-    Posix,
-    Ofd,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Lock {
-    pub kind: LockKind,
-    pub write: bool,
-    pub start: u64,
-    /// 0: to the end of the file.
-    pub len: u64,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FdRecord {
-    pub fd: i32,
-    pub kind: FdKind,
-    pub path: String,
-    pub flags: u32,
-    pub cloexec: bool,
-    pub pos: u64,
-    pub rdev: u64,
-    pub mode: u32,
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub dev: u64,
-    pub inode: u64,
+    pub head: Head,
     /// Shares the open file description of this lower fd.
     pub dup_of: Option<i32>,
-    pub object_id: u64,
-    pub data: Vec<u8>,
-    pub pipe_size: u32,
-    pub seals: u32,
-    pub counter: u64,
-    pub semaphore: bool,
-    pub clock_id: i32,
-    pub value_ns: u64,
-    pub interval_ns: u64,
-    pub sigmask: u64,
-    pub epoll: Vec<EpollTarget>,
-    pub inotify: Vec<InotifyWatch>,
-    pub locks: Vec<Lock>,
-    pub hash: Option<u64>,
-    /// Tree-wide id of the open file description (owner records; 0: unknown).
+    /// Tree-wide id of the open file description (owner records).
     pub desc_id: u64,
+    pub locks: Vec<Lock>,
+    pub payload: Payload,
+}
+
+impl FdRecord {
+    pub fn fd(&self) -> i32 {
+        self.head.fd
+    }
+
+    pub fn is_owner(&self) -> bool {
+        self.dup_of.is_none()
+    }
+
+    pub fn is_epoll(&self) -> bool {
+        matches!(self.payload, Payload::Epoll(_))
+    }
+
+    /// One descriptor for `spirit show`: common fields, then what its kind carries.
+    pub fn show(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("fd".into(), json!(self.head.fd));
+        m.insert("kind".into(), json!(self.payload.name()));
+        m.insert("flags".into(), json!(self.head.flags));
+        m.insert("cloexec".into(), json!(self.head.cloexec));
+        m.insert("pos".into(), json!(self.head.pos));
+        match self.dup_of {
+            Some(d) => {
+                m.insert("dup_of".into(), json!(d));
+            }
+            None if self.desc_id != 0 => {
+                m.insert("desc".into(), json!(self.desc_id));
+            }
+            None => {}
+        }
+        self.payload.show(&self.head, &mut m);
+        if !self.locks.is_empty() {
+            m.insert("locks".into(), Lock::show(&self.locks));
+        }
+        Value::Object(m)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -109,18 +65,6 @@ pub struct FilesSection {
     pub root: String,
     pub umask: u32,
     pub fds: Vec<FdRecord>,
-}
-
-fn bad(e: capnp::Error) -> Error {
-    Error::Restore(format!(
-        "malformed files section: {e}; the image is damaged or was not written by spirit"
-    ))
-}
-
-fn bad_msg(msg: String) -> Error {
-    Error::Restore(format!(
-        "malformed files section: {msg}; the image is damaged or was not written by spirit"
-    ))
 }
 
 impl FilesSection {
@@ -133,59 +77,17 @@ impl FilesSection {
         let mut l = b.init_fds(self.fds.len() as u32);
         for (i, f) in self.fds.iter().enumerate() {
             let mut e = l.reborrow().get(i as u32);
-            e.set_fd(f.fd);
-            let kind = KINDS.iter().find(|(k, _)| *k == f.kind).map(|(_, w)| *w);
-            e.set_kind(kind.unwrap_or(s::FdKind::Regular));
-            e.set_path(&f.path);
-            e.set_flags(f.flags);
-            e.set_cloexec(f.cloexec);
-            e.set_pos(f.pos);
-            e.set_rdev(f.rdev);
-            e.set_mode(f.mode);
-            e.set_size(f.size);
-            e.set_mtime_ns(f.mtime_ns);
-            e.set_dev(f.dev);
-            e.set_inode(f.inode);
+            e.set_fd(f.head.fd);
+            e.set_flags(f.head.flags);
+            e.set_cloexec(f.head.cloexec);
+            e.set_pos(f.head.pos);
             e.set_dup_of(f.dup_of.unwrap_or(-1));
-            e.set_object_id(f.object_id);
-            e.set_data(&f.data);
-            e.set_pipe_size(f.pipe_size);
-            e.set_seals(f.seals);
-            e.set_counter(f.counter);
-            e.set_semaphore(f.semaphore);
-            e.set_clock_id(f.clock_id);
-            e.set_value_ns(f.value_ns);
-            e.set_interval_ns(f.interval_ns);
-            e.set_sigmask(f.sigmask);
-            let mut ep = e.reborrow().init_epoll(f.epoll.len() as u32);
-            for (j, t) in f.epoll.iter().enumerate() {
-                let mut x = ep.reborrow().get(j as u32);
-                x.set_fd(t.fd);
-                x.set_events(t.events);
-                x.set_data(t.data);
-            }
-            let mut inw = e.reborrow().init_inotify(f.inotify.len() as u32);
-            for (j, w) in f.inotify.iter().enumerate() {
-                let mut x = inw.reborrow().get(j as u32);
-                x.set_wd(w.wd);
-                x.set_path(&w.path);
-                x.set_mask(w.mask);
-            }
+            e.set_desc_id(f.desc_id);
             let mut lk = e.reborrow().init_locks(f.locks.len() as u32);
             for (j, k) in f.locks.iter().enumerate() {
-                let mut x = lk.reborrow().get(j as u32);
-                x.set_kind(match k.kind {
-                    LockKind::Flock => s::LockKind::Flock,
-                    LockKind::Posix => s::LockKind::Posix,
-                    LockKind::Ofd => s::LockKind::Ofd,
-                });
-                x.set_write(k.write);
-                x.set_start(k.start);
-                x.set_len(k.len);
+                k.encode(lk.reborrow().get(j as u32));
             }
-            e.set_hashed(f.hash.is_some());
-            e.set_hash(f.hash.unwrap_or(0));
-            e.set_desc_id(f.desc_id);
+            f.payload.encode(e.init_kind());
         }
         capnp::serialize::write_message_to_words(&msg)
     }
@@ -195,87 +97,44 @@ impl FilesSection {
         // Deleted files and memfds up to 64 MiB each travel inside the section: allow
         // traversing the whole section once (and a little more), never amplification.
         opts.traversal_limit_in_words(Some(data.len() / 8 * 2 + (8 << 20)));
-        let msg =
-            capnp::serialize::read_message_from_flat_slice(&mut &data[..], opts).map_err(bad)?;
-        let r = msg.get_root::<s::files::Reader>().map_err(bad)?;
-        let text = |t: capnp::Result<capnp::text::Reader<'_>>| -> Result<String> {
-            Ok(t.map_err(bad)?
-                .to_str()
-                .map_err(|e| bad(e.into()))?
-                .to_string())
-        };
+        let msg = capnp::serialize::read_message_from_flat_slice(&mut &data[..], opts)
+            .map_err(|e| bad(format!("message: {e}")))?;
+        let r = msg
+            .get_root::<s::files::Reader>()
+            .map_err(|e| bad(format!("root: {e}")))?;
         let mut fds = Vec::new();
-        for f in r.get_fds().map_err(bad)?.iter() {
-            let wire = f.get_kind().map_err(|e| bad(e.into()))?;
-            let kind = KINDS
-                .iter()
-                .find(|(_, w)| *w == wire)
-                .map(|(k, _)| *k)
-                .unwrap_or_default();
-            let mut epoll = Vec::new();
-            for t in f.get_epoll().map_err(bad)?.iter() {
-                epoll.push(EpollTarget {
-                    fd: t.get_fd(),
-                    events: t.get_events(),
-                    data: t.get_data(),
-                });
-            }
-            let mut inotify = Vec::new();
-            for w in f.get_inotify().map_err(bad)?.iter() {
-                inotify.push(InotifyWatch {
-                    wd: w.get_wd(),
-                    path: text(w.get_path())?,
-                    mask: w.get_mask(),
-                });
-            }
+        for f in r
+            .get_fds()
+            .map_err(|e| bad(format!("descriptor list: {e}")))?
+            .iter()
+        {
+            let fd = f.get_fd();
+            let at = |e| within(e, &format!("fd {fd}"));
             let mut locks = Vec::new();
-            for k in f.get_locks().map_err(bad)?.iter() {
-                locks.push(Lock {
-                    kind: match k.get_kind().map_err(|e| bad(e.into()))? {
-                        s::LockKind::Flock => LockKind::Flock,
-                        s::LockKind::Posix => LockKind::Posix,
-                        s::LockKind::Ofd => LockKind::Ofd,
-                    },
-                    write: k.get_write(),
-                    start: k.get_start(),
-                    len: k.get_len(),
-                });
+            for k in f
+                .get_locks()
+                .map_err(|e| bad(format!("fd {fd}: locks: {e}")))?
+                .iter()
+            {
+                locks.push(Lock::decode(k).map_err(at)?);
             }
             let dup = f.get_dup_of();
             fds.push(FdRecord {
-                fd: f.get_fd(),
-                kind,
-                path: text(f.get_path())?,
-                flags: f.get_flags(),
-                cloexec: f.get_cloexec(),
-                pos: f.get_pos(),
-                rdev: f.get_rdev(),
-                mode: f.get_mode(),
-                size: f.get_size(),
-                mtime_ns: f.get_mtime_ns(),
-                dev: f.get_dev(),
-                inode: f.get_inode(),
+                head: Head {
+                    fd,
+                    flags: f.get_flags(),
+                    cloexec: f.get_cloexec(),
+                    pos: f.get_pos(),
+                },
                 dup_of: (dup >= 0).then_some(dup),
-                object_id: f.get_object_id(),
-                data: f.get_data().map_err(bad)?.to_vec(),
-                pipe_size: f.get_pipe_size(),
-                seals: f.get_seals(),
-                counter: f.get_counter(),
-                semaphore: f.get_semaphore(),
-                clock_id: f.get_clock_id(),
-                value_ns: f.get_value_ns(),
-                interval_ns: f.get_interval_ns(),
-                sigmask: f.get_sigmask(),
-                epoll,
-                inotify,
-                locks,
-                hash: f.get_hashed().then_some(f.get_hash()),
                 desc_id: f.get_desc_id(),
+                locks,
+                payload: Payload::decode(f.get_kind()).map_err(at)?,
             });
         }
         let sec = FilesSection {
-            cwd: text(r.get_cwd())?,
-            root: text(r.get_root())?,
+            cwd: text(r.get_cwd(), "cwd")?,
+            root: text(r.get_root(), "root")?,
             umask: r.get_umask(),
             fds,
         };
@@ -284,26 +143,25 @@ impl FilesSection {
     }
 
     /// Cross-record consistency a restore relies on: fds non-negative and distinct, a
-    /// `dup_of` names an earlier fd that owns its description.
+    /// `dup_of` names an earlier fd that owns its description, of the same kind.
     fn validate(&self) -> Result<()> {
         let mut seen = std::collections::HashSet::new();
         for f in &self.fds {
-            if f.fd < 0 {
-                return Err(bad_msg(format!("negative fd {}", f.fd)));
+            if f.fd() < 0 {
+                return Err(bad(format!("negative fd {}", f.fd())));
             }
-            if !seen.insert(f.fd) {
-                return Err(bad_msg(format!("fd {} listed twice", f.fd)));
+            if !seen.insert(f.fd()) {
+                return Err(bad(format!("fd {} listed twice", f.fd())));
             }
         }
         for f in &self.fds {
             if let Some(d) = f.dup_of {
-                let owner = self.fds.iter().find(|o| o.fd == d);
-                match owner {
-                    Some(o) if o.dup_of.is_none() && o.kind == f.kind => {}
+                match self.fds.iter().find(|o| o.fd() == d) {
+                    Some(o) if o.is_owner() && o.payload.same_kind(&f.payload) => {}
                     _ => {
-                        return Err(bad_msg(format!(
+                        return Err(bad(format!(
                             "fd {} shares its file with fd {d}, which is not a description owner of the same kind",
-                            f.fd
+                            f.fd()
                         )))
                     }
                 }
@@ -316,50 +174,84 @@ impl FilesSection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::epoll::{Epoll, Target};
+    use crate::kinds::inotify::{Inotify, Watch};
+    use crate::kinds::lock::LockKind;
+    use crate::kinds::pipe::Pipe;
+    use crate::kinds::pseudo::Pseudo;
+    use crate::kinds::regular::Regular;
+
+    fn rec(fd: i32, payload: Payload) -> FdRecord {
+        FdRecord {
+            head: Head {
+                fd,
+                ..Default::default()
+            },
+            dup_of: None,
+            desc_id: 0,
+            locks: Vec::new(),
+            payload,
+        }
+    }
 
     fn sample() -> FilesSection {
+        let pipe = Payload::Pipe(Pipe {
+            inode: 77,
+            capacity: 65536,
+            data: b"hello".to_vec(),
+        });
+        let mut dup = rec(4, pipe.without_content());
+        dup.dup_of = Some(3);
+        let mut p = rec(3, pipe);
+        p.desc_id = 12;
+        let mut ep = rec(
+            5,
+            Payload::Epoll(Epoll {
+                targets: vec![Target {
+                    fd: 3,
+                    events: 1,
+                    data: 9,
+                }],
+            }),
+        );
+        ep.locks = vec![Lock {
+            kind: LockKind::Posix,
+            write: true,
+            start: 1,
+            len: 0,
+        }];
+        let ino = rec(
+            6,
+            Payload::Inotify(Inotify {
+                watches: vec![Watch {
+                    wd: 1,
+                    path: "/x".into(),
+                    mask: 2,
+                }],
+            }),
+        );
+        let mut reg = Regular {
+            hash: Some(5),
+            size: 9,
+            ..Default::default()
+        };
+        reg.file.path = "/etc/hostname".into();
         FilesSection {
             cwd: "/tmp".into(),
             root: "/".into(),
             umask: 0o22,
             fds: vec![
-                FdRecord {
-                    fd: 3,
-                    kind: FdKind::Pipe,
-                    data: b"hello".to_vec(),
-                    object_id: 77,
-                    pipe_size: 65536,
-                    desc_id: 12,
-                    ..Default::default()
-                },
-                FdRecord {
-                    fd: 4,
-                    kind: FdKind::Pipe,
-                    dup_of: Some(3),
-                    ..Default::default()
-                },
-                FdRecord {
-                    fd: 5,
-                    kind: FdKind::Epoll,
-                    epoll: vec![EpollTarget {
-                        fd: 3,
-                        events: 1,
-                        data: 9,
-                    }],
-                    locks: vec![Lock {
-                        kind: LockKind::Posix,
-                        write: true,
-                        start: 1,
-                        len: 0,
-                    }],
-                    inotify: vec![InotifyWatch {
-                        wd: 1,
-                        path: "/x".into(),
-                        mask: 2,
-                    }],
-                    hash: Some(5),
-                    ..Default::default()
-                },
+                p,
+                dup,
+                ep,
+                ino,
+                rec(7, Payload::Regular(reg)),
+                rec(
+                    8,
+                    Payload::Pseudo(Pseudo {
+                        path: "/proc/1/status".into(),
+                    }),
+                ),
             ],
         }
     }
@@ -377,16 +269,39 @@ mod tests {
             let _ = FilesSection::decode(&bytes[..cut]);
         }
         for i in 0..bytes.len() {
-            let mut b = bytes.clone();
-            b[i] ^= 0xa5;
-            let _ = FilesSection::decode(&b);
+            for x in [0xa5u8, 0xff, 0x01] {
+                let mut b = bytes.clone();
+                b[i] ^= x;
+                let _ = FilesSection::decode(&b);
+            }
         }
     }
 
     #[test]
-    fn dangling_dup_refused() {
+    fn errors_name_what_is_wrong() {
+        let e = FilesSection::decode(&[1, 2, 3]).unwrap_err().to_string();
+        assert!(e.contains("malformed files section"), "{e}");
         let mut s = sample();
         s.fds[1].dup_of = Some(9);
+        let e = FilesSection::decode(&s.encode()).unwrap_err().to_string();
+        assert!(e.contains("fd 4 shares its file with fd 9"), "{e}");
+        // A bad part of a record: named, with its fd, once.
+        let mut s = sample();
+        if let Payload::Pseudo(p) = &mut s.fds[5].payload {
+            p.path = "/proc/XYZW".into();
+        }
+        let mut bytes = s.encode();
+        let at = bytes.windows(4).position(|w| w == b"XYZW").unwrap();
+        bytes[at] = 0xff;
+        let e = FilesSection::decode(&bytes).unwrap_err().to_string();
+        assert_eq!(e.matches("malformed").count(), 1, "{e}");
+        assert!(
+            e.contains("malformed files section: fd 8: /proc or /sys file path"),
+            "{e}"
+        );
+        // A dup of another kind than its owner.
+        let mut s = sample();
+        s.fds[1].payload = Payload::Pseudo(Pseudo::default());
         assert!(FilesSection::decode(&s.encode()).is_err());
     }
 }

@@ -1,78 +1,54 @@
 //! Descriptors shared between the processes of a tree: pipes between processes, open
 //! file descriptions inherited across fork (one offset, one set of status flags).
+//! Depends on the kinds, never the other way round.
 //!
 //! Dump: the processes are dumped one after another, root first, the whole tree frozen.
-//! A [`DumpTree`] per tree being dumped (found again by its frozen root, whose tracer is
-//! this thread) knows every pipe end held in the tree (scanned from `/proc` once), which
-//! pipes' data in flight was already captured, and every open file description seen so
-//! far: each owner record gets a tree-wide `desc_id`, the same as an earlier process's
-//! description when `kcmp(KCMP_FILE)` says they are one.
+//! A [`DumpTree`] (the plugin's tree state) knows every pipe end held in the tree
+//! ([`TreePipes`], from core's classified descriptors), which pipes' data in flight was
+//! already captured, and every open file description seen so far: each owner record
+//! gets a tree-wide `desc_id`, the same as an earlier process's description when
+//! `kcmp(KCMP_FILE)` says they are one.
 //!
 //! Restore: a [`Plan`] computed from the whole tree (every process's section) groups the
 //! descriptions held by more than one process: a pipe (all descriptions of its two ends),
 //! a deleted file or memfd (all descriptions of its inode), or any other description. The
 //! group is created once in the lowest common ancestor of its holders (which may hold none
 //! of it: a shell that made the pipe for `a | b`), in `restore_before_fork`, each of its
-//! descriptions parked at a fixed number above every fd number of the tree; descendants
-//! inherit them, and each holder `dup3`s them into place in `restore_in_child`.
+//! descriptions parked at a number taken from core's [`Parking`]; descendants inherit
+//! them, and each holder `dup3`s them into place in `restore_in_child`.
 
-use crate::dump::peek_pipe;
-use crate::restore::{self, fail};
-use crate::section::{FdKind, FdRecord, FilesSection};
-use spirit_core::plugin::{Parking, TreeView};
+use crate::kinds::pipe::TreePipes;
+use crate::kinds::pseudo::Pids;
+use crate::kinds::{Built, Object};
+use crate::record::{fail, Head};
+use crate::section::{FdRecord, FilesSection};
+use spirit_core::plugin::{FdEntry, Parking, TreeView};
 use spirit_core::{Error, Result};
 use spirit_kmod::fd as kfd;
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 
-/// One end of a pipe as `/proc` shows it in a process of the tree.
-#[derive(Clone, Copy, Debug)]
-pub struct PipeEnd {
-    pub pid: i32,
-    pub fd: i32,
-    pub read: bool,
-    pub write: bool,
-}
-
 /// An open file description already given an id, with the first process holding it.
 struct Seen {
     pid: i32,
     fd: i32,
-    kind: FdKind,
+    kind: &'static str,
     dev: u64,
-    inode: u64,
+    ino: u64,
     id: u64,
 }
 
 /// What the dump of one tree knows across its processes.
 pub struct DumpTree {
-    /// Pipe inode → every end held in the tree.
-    pub pipe_ends: HashMap<u64, Vec<PipeEnd>>,
-    /// Pipes whose data in flight is already in an earlier record.
-    pub captured: HashSet<u64>,
+    pub pipes: TreePipes,
     seen: Vec<Seen>,
     next_id: u64,
 }
 
 impl DumpTree {
-    /// The frozen tree's pipe ends, from the descriptors core classified.
     pub fn new(tree: &spirit_core::plugin::DumpTree) -> DumpTree {
-        let mut pipe_ends: HashMap<u64, Vec<PipeEnd>> = HashMap::new();
-        for (pid, f) in tree.all_fds() {
-            if f.kind != spirit_core::plugin::FdKind::Pipe {
-                continue;
-            }
-            let acc = f.flags as i32 & libc::O_ACCMODE;
-            pipe_ends.entry(f.ino).or_default().push(PipeEnd {
-                pid,
-                fd: f.fd,
-                read: acc != libc::O_WRONLY,
-                write: acc != libc::O_RDONLY,
-            });
-        }
         DumpTree {
-            pipe_ends,
-            captured: HashSet::new(),
+            pipes: TreePipes::new(tree),
             seen: Vec::new(),
             next_id: 0,
         }
@@ -80,17 +56,28 @@ impl DumpTree {
 
     /// Give each owner record of `pid` its tree-wide description id: the id of an
     /// earlier process's description if it is the same one, else a new id.
-    pub fn assign_ids(&mut self, pid: i32, recs: &mut [FdRecord]) -> Result<()> {
-        for r in recs.iter_mut().filter(|r| r.dup_of.is_none()) {
+    pub fn assign_ids(
+        &mut self,
+        pid: i32,
+        recs: &mut [FdRecord],
+        entries: &HashMap<i32, &FdEntry>,
+    ) -> Result<()> {
+        for r in recs.iter_mut().filter(|r| r.is_owner()) {
+            let Some(e) = entries.get(&r.fd()) else {
+                continue;
+            };
+            let kind = r.payload.name();
             let mut id = None;
-            for s in self.seen.iter().filter(|s| {
-                s.pid != pid && s.kind == r.kind && s.dev == r.dev && s.inode == r.inode
-            }) {
-                let same = kfd::kcmp_same_file(s.pid, s.fd, pid, r.fd).map_err(|e| Error::Dump {
+            for s in self
+                .seen
+                .iter()
+                .filter(|s| s.pid != pid && s.kind == kind && s.dev == e.dev && s.ino == e.ino)
+            {
+                let same = kfd::kcmp_same_file(s.pid, s.fd, pid, r.fd()).map_err(|err| Error::Dump {
                     pid,
                     msg: format!(
-                        "comparing fd {} with fd {} of process {} (kcmp) failed ({e}); spirit needs kcmp (CONFIG_CHECKPOINT_RESTORE) to find descriptors shared in a tree",
-                        r.fd, s.fd, s.pid
+                        "comparing fd {} with fd {} of process {} (kcmp) failed ({err}); spirit needs kcmp (CONFIG_CHECKPOINT_RESTORE) to find descriptors shared in a tree",
+                        r.fd(), s.fd, s.pid
                     ),
                 })?;
                 if same {
@@ -104,10 +91,10 @@ impl DumpTree {
                     self.next_id += 1;
                     self.seen.push(Seen {
                         pid,
-                        fd: r.fd,
-                        kind: r.kind,
-                        dev: r.dev,
-                        inode: r.inode,
+                        fd: r.fd(),
+                        kind,
+                        dev: e.dev,
+                        ino: e.ino,
                         id: self.next_id,
                     });
                     self.next_id
@@ -118,37 +105,12 @@ impl DumpTree {
     }
 }
 
-/// Capture a pipe's data in flight through a read end held by another process of the
-/// tree (frozen); `None` if no process of the tree holds one.
-pub fn peek_elsewhere(tree: &DumpTree, pid: i32, ino: u64) -> Result<Option<(Vec<u8>, u32)>> {
-    let Some(end) = tree
-        .pipe_ends
-        .get(&ino)
-        .and_then(|v| v.iter().find(|e| e.pid != pid && e.read))
-    else {
-        return Ok(None);
-    };
-    let err = |what: &str, e: &dyn std::fmt::Display| Error::Dump {
-        pid,
-        msg: format!(
-            "pipe {ino}: {what} fd {} of process {} (its read end): {e}",
-            end.fd, end.pid
-        ),
-    };
-    let pidfd = kfd::pidfd_open(end.pid).map_err(|e| err("opening", &e))?;
-    let theirs = kfd::pidfd_getfd(&pidfd, end.fd).map_err(|e| err("taking a copy of", &e))?;
-    peek_pipe(&theirs)
-        .map(Some)
-        .map_err(|e| err("reading the data in flight through", &e))
-}
-
 // ---------------------------------------------------------------------------------
 // Restore
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Key {
-    Pipe(u64),
-    Inode(u64, u64),
+    Object(Object),
     Desc(u64),
 }
 
@@ -162,7 +124,7 @@ pub struct Group {
     descs: Vec<(i32, FdRecord)>,
     /// Pipe data in flight, or a deleted file's or memfd's content.
     data: Vec<u8>,
-    pipe_size: u32,
+    capacity: u32,
     seals: u32,
 }
 
@@ -197,6 +159,20 @@ fn lca(tree: &TreeView<'_>, holders: &[i32]) -> Option<i32> {
     None
 }
 
+/// The pids process `pid`'s /proc paths may name, for reopening them in its restore
+/// child (run there: `getpid` tells whether it got another pid).
+pub fn pids_of(tree: &TreeView<'_>, pid: i32) -> Pids {
+    Pids {
+        image_pid: pid,
+        renumbered: nix::unistd::getpid().as_raw() != pid,
+        tree: tree
+            .nodes
+            .iter()
+            .flat_map(|n| n.threads.iter().copied().chain([n.pid]))
+            .collect::<HashSet<i32>>(),
+    }
+}
+
 /// The plan for `tree`, computed once per restore in the restorer (forked restore
 /// children inherit it with the pipeline's state).
 pub fn plan(tree: &TreeView<'_>, park: &mut Parking) -> Result<Plan> {
@@ -212,28 +188,26 @@ fn compute(tree: &TreeView<'_>, secs: &[(i32, &[u8])], park: &mut Parking) -> Re
     }
     let mut groups: Vec<Group> = Vec::new();
     let mut index: HashMap<Key, usize> = HashMap::new();
-    let mut desc_of: HashMap<u64, (Key, FdKind)> = HashMap::new();
+    let mut desc_of: HashMap<u64, (Key, &'static str)> = HashMap::new();
     for (pid, sec) in &decoded {
         for f in sec
             .fds
             .iter()
-            .filter(|f| f.dup_of.is_none() && f.desc_id != 0 && f.kind != FdKind::Epoll)
+            .filter(|f| f.is_owner() && f.desc_id != 0 && !f.is_epoll())
         {
-            let key = match f.kind {
-                FdKind::Pipe => Key::Pipe(f.object_id),
-                FdKind::DeletedFile | FdKind::Memfd => Key::Inode(f.dev, f.object_id),
-                _ => Key::Desc(f.desc_id),
-            };
+            let key = f.payload.object().map_or(Key::Desc(f.desc_id), Key::Object);
+            let kind = f.payload.name();
             match desc_of.get(&f.desc_id) {
-                Some(&(k, kind)) if k != key || kind != f.kind => {
+                Some(&(k, kd)) if k != key || kd != kind => {
                     return Err(bad(format!(
                         "description {} of fd {} of process {pid} is listed as two different files",
-                        f.desc_id, f.fd
+                        f.desc_id,
+                        f.fd()
                     )))
                 }
                 Some(_) => {}
                 None => {
-                    desc_of.insert(f.desc_id, (key, f.kind));
+                    desc_of.insert(f.desc_id, (key, kind));
                 }
             }
             let gi = *index.entry(key).or_insert_with(|| {
@@ -243,31 +217,42 @@ fn compute(tree: &TreeView<'_>, secs: &[(i32, &[u8])], park: &mut Parking) -> Re
                     creator: 0,
                     descs: Vec::new(),
                     data: Vec::new(),
-                    pipe_size: 0,
+                    capacity: 0,
                     seals: 0,
                 });
                 groups.len() - 1
             });
             let g = &mut groups[gi];
+            if let Some((_, first)) = g.descs.first() {
+                if !first.payload.same_kind(&f.payload) {
+                    return Err(bad(format!(
+                        "fd {} of process {pid} is listed as another kind of file than the other descriptions of its object",
+                        f.fd()
+                    )));
+                }
+            }
             if !g.holders.contains(pid) {
                 g.holders.push(*pid);
             }
             if !g.descs.iter().any(|(_, d)| d.desc_id == f.desc_id) {
                 let mut rec = f.clone();
-                rec.data = Vec::new();
+                rec.payload = f.payload.without_content();
                 g.descs.push((0, rec));
             }
-            if g.data.is_empty() && !f.data.is_empty() {
-                g.data = f.data.clone();
+            if g.data.is_empty() && !f.payload.content().is_empty() {
+                g.data = f.payload.content().to_vec();
             }
-            g.pipe_size = g.pipe_size.max(f.pipe_size);
-            g.seals |= f.seals;
+            match &f.payload {
+                crate::kinds::Payload::Pipe(p) => g.capacity = g.capacity.max(p.capacity),
+                crate::kinds::Payload::Memfd(m) => g.seals |= m.seals,
+                _ => {}
+            }
         }
     }
     groups.retain(|g| g.holders.len() > 1);
     if let Some(max_fd) = decoded
         .iter()
-        .flat_map(|(_, s)| s.fds.iter().map(|f| f.fd))
+        .flat_map(|(_, s)| s.fds.iter().map(|f| f.fd()))
         .max()
     {
         park.above(max_fd);
@@ -318,14 +303,15 @@ fn ensure_nofile(pid: i32, end: i32) -> Result<()> {
 
 /// In process `pid`, before it forks its children: create every shared object it is
 /// the creator of, each description parked at its number.
-pub fn before_fork(plan: &Plan, pid: i32) -> Result<()> {
+pub fn before_fork(plan: &Plan, tree: &TreeView<'_>, pid: i32) -> Result<()> {
     let mine: Vec<&Group> = plan.groups.iter().filter(|g| g.creator == pid).collect();
     if mine.is_empty() {
         return Ok(());
     }
     ensure_nofile(pid, plan.end)?;
+    let pids = pids_of(tree, pid);
     for g in mine {
-        create(g, plan.end).map_err(|e| match e {
+        create(g, plan.end, &pids).map_err(|e| match e {
             Error::Restore(m) => Error::Restore(format!(
                 "process {pid}, creating a descriptor shared by processes {:?}: {m}",
                 g.holders
@@ -337,48 +323,40 @@ pub fn before_fork(plan: &Plan, pid: i32) -> Result<()> {
 }
 
 /// Leave description `fd` open at number `slot` (for the descendants to inherit).
-fn park_at(f: &FdRecord, fd: OwnedFd, slot: i32) -> Result<()> {
+fn park_at(h: &Head, fd: OwnedFd, slot: i32) -> Result<()> {
     if fd.as_raw_fd() == slot {
         // Opened right there: keep it open (the number is the descendants' now).
         let _ = fd.into_raw_fd();
         return Ok(());
     }
     nix::unistd::dup3(fd.as_raw_fd(), slot, nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| fail(f, &format!("parking it at descriptor {slot}"), e))?;
+        .map_err(|e| fail(h, &format!("parking it at descriptor {slot}"), e))?;
     Ok(())
 }
 
 /// Create group `g`'s descriptions at their numbers. What helps building them (a pipe's
 /// ends, a memfd) is first moved above every parked number (`end`), so that parking
 /// one description never lands on it.
-fn create(g: &Group, end: i32) -> Result<()> {
+fn create(g: &Group, end: i32, pids: &Pids) -> Result<()> {
     let Some((_, first)) = g.descs.first() else {
         return Ok(());
     };
     match g.key {
-        Key::Pipe(_) => {
+        Key::Object(_) => {
             let packet = g
                 .descs
                 .iter()
-                .any(|(_, d)| d.flags as i32 & libc::O_DIRECT != 0);
-            let (r, w) = restore::make_pipe(first, packet, g.pipe_size, &g.data)?;
-            let mut ends = restore::PipeEnds::new(restore::park(r, end)?, restore::park(w, end)?);
+                .any(|(_, d)| d.head.flags as i32 & libc::O_DIRECT != 0);
+            let mut obj =
+                Built::make(&first.payload, &first.head, &g.data, g.capacity, packet)?.park(end)?;
             for (slot, d) in &g.descs {
-                park_at(d, ends.take(d)?, *slot)?;
+                park_at(&d.head, obj.take(&d.head, &d.payload)?, *slot)?;
             }
-        }
-        Key::Inode(..) => {
-            let obj = restore::park(restore::make_file_object(first, &g.data)?, end)?;
-            for (slot, d) in &g.descs {
-                park_at(d, restore::open_object(d, &obj)?, *slot)?;
-            }
-            if first.kind == FdKind::Memfd && g.seals != 0 {
-                restore::seal(first, &obj, g.seals)?;
-            }
+            obj.seal(&first.head, g.seals)?;
         }
         Key::Desc(_) => {
             for (slot, d) in &g.descs {
-                park_at(d, restore::build_desc(d)?, *slot)?;
+                park_at(&d.head, d.payload.open(&d.head, pids)?, *slot)?;
             }
         }
     }
@@ -396,10 +374,10 @@ pub fn for_process(
     let shared = sec
         .fds
         .iter()
-        .filter(|f| f.dup_of.is_none() && f.kind != FdKind::Epoll)
+        .filter(|f| f.is_owner() && !f.is_epoll())
         .filter_map(|f| {
             Some((
-                f.fd,
+                f.fd(),
                 *plan.slots.get(&f.desc_id).filter(|_| f.desc_id != 0)?,
             ))
         })
@@ -412,10 +390,12 @@ pub fn for_process(
         .collect();
     (shared, inherited)
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::chardev::CharDevice;
+    use crate::kinds::pipe::Pipe;
+    use crate::kinds::Payload;
     use spirit_core::model::{ProcessImage, Section, TreeNode};
 
     fn node(pid: i32, ppid: i32) -> TreeNode {
@@ -448,25 +428,33 @@ mod tests {
         }
     }
 
-    fn pipe_end(fd: i32, write: bool, desc_id: u64) -> FdRecord {
+    fn rec(fd: i32, flags: u32, desc_id: u64, payload: Payload) -> FdRecord {
         FdRecord {
-            fd,
-            kind: FdKind::Pipe,
-            flags: if write { libc::O_WRONLY as u32 } else { 0 },
-            object_id: 77,
+            head: Head {
+                fd,
+                flags,
+                ..Default::default()
+            },
+            dup_of: None,
             desc_id,
-            ..Default::default()
+            locks: Vec::new(),
+            payload,
         }
     }
 
-    fn null(fd: i32, desc_id: u64) -> FdRecord {
-        FdRecord {
-            fd,
-            kind: FdKind::CharDevice,
-            path: "/dev/null".into(),
-            desc_id,
+    fn pipe_end(fd: i32, write: bool, desc_id: u64) -> FdRecord {
+        let flags = if write { libc::O_WRONLY as u32 } else { 0 };
+        let pipe = Pipe {
+            inode: 77,
             ..Default::default()
-        }
+        };
+        rec(fd, flags, desc_id, Payload::Pipe(pipe))
+    }
+
+    fn null(fd: i32, desc_id: u64) -> FdRecord {
+        let mut dev = CharDevice::default();
+        dev.file.path = "/dev/null".into();
+        rec(fd, 0, desc_id, Payload::CharDevice(dev))
     }
 
     #[test]
@@ -489,7 +477,11 @@ mod tests {
         let creators: Vec<(Key, i32)> = plan.groups.iter().map(|g| (g.key, g.creator)).collect();
         assert_eq!(
             creators,
-            vec![(Key::Desc(1), 1), (Key::Pipe(77), 1), (Key::Desc(3), 4)]
+            vec![
+                (Key::Desc(1), 1),
+                (Key::Object(Object::Pipe(77)), 1),
+                (Key::Desc(3), 4)
+            ]
         );
         // Parked above fd 9, the highest number in the tree, in group order.
         assert_eq!(plan.slots[&1], 10);
