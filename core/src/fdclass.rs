@@ -167,13 +167,11 @@ pub fn classify(pid: i32, fd: i32) -> Result<Option<FdEntry>> {
         Ok(s) => s.filesystem_type().0,
         Err(_) => 0,
     };
-    let info = crate::procinfo::fdinfo(pid, fd).unwrap_or_default();
-    let field = |k: &str| crate::procinfo::fdinfo_field(&info, k);
-    let flags = field("flags")
-        .and_then(|v| u32::from_str_radix(v, 8).ok())
-        .unwrap_or(0);
-    let pos = field("pos").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let mnt_id = field("mnt_id").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let info = crate::procinfo::FdInfo::read(pid, fd).ok();
+    let num = |k: &str, radix| info.as_ref().and_then(|i| i.num(k, radix)).unwrap_or(0);
+    let flags = num("flags", 8) as u32;
+    let pos = num("pos", 10);
+    let mnt_id = num("mnt_id", 10);
     let mut e = FdEntry {
         fd,
         target,

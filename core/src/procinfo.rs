@@ -307,18 +307,38 @@ pub(crate) fn parse_smaps(text: &str) -> Option<Vec<Vma>> {
     Some(out)
 }
 
-/// `/proc/PID/fdinfo/FD` as text (`key:\tvalue` lines; what follows the common `pos`,
-/// `flags`, `mnt_id`, `ino` lines depends on the descriptor's kind).
-pub fn fdinfo(pid: i32, fd: i32) -> Result<String> {
-    let path = format!("/proc/{pid}/fdinfo/{fd}");
-    std::fs::read_to_string(&path).map_err(|e| Error::io(path, e))
+/// `/proc/PID/fdinfo/N`, parsed on demand (`key:\tvalue` lines; what follows the
+/// common `pos`, `flags`, `mnt_id`, `ino` lines depends on the descriptor's kind).
+pub struct FdInfo {
+    text: String,
 }
 
-/// One `key:\tvalue` field of an fdinfo text.
-pub fn fdinfo_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
-    info.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .map(str::trim)
+impl FdInfo {
+    pub fn read(pid: i32, fd: i32) -> Result<FdInfo> {
+        let p = format!("/proc/{pid}/fdinfo/{fd}");
+        Ok(FdInfo {
+            text: std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?,
+        })
+    }
+
+    /// The value of `name:` (first match), trimmed.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    }
+
+    pub fn num(&self, name: &str, radix: u32) -> Option<u64> {
+        u64::from_str_radix(self.field(name)?, radix).ok()
+    }
+
+    /// Lines starting with `prefix`.
+    pub fn lines<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.text
+            .lines()
+            .filter_map(move |l| l.strip_prefix(prefix))
+    }
 }
 
 #[cfg(test)]

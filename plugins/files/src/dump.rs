@@ -26,7 +26,7 @@ pub fn collect(pid: i32, fds: &mut [FdEntry], tree: &mut DumpTree) -> Result<Fil
     let mut sec = FilesSection {
         cwd: link("cwd")?,
         root: link("root")?,
-        umask: umask_of(pid),
+        umask: spirit_core::procinfo::umask(pid)?,
         fds: Vec::new(),
     };
     // What each record's kind was dumped from, for the owner-only pass.
@@ -66,17 +66,6 @@ pub fn collect(pid: i32, fds: &mut [FdEntry], tree: &mut DumpTree) -> Result<Fil
     tree.pipes.capture(pid, &mut pipes, &entries)?;
     tree.assign_ids(pid, &mut sec.fds, &entries)?;
     Ok(sec)
-}
-
-fn umask_of(pid: i32) -> u32 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Umask:"))
-                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
-        })
-        .unwrap_or(0o022)
 }
 
 /// The record of one descriptor, or `None` if this plugin does not handle it (left

@@ -137,38 +137,7 @@ impl PathFile {
     }
 }
 
-/// `/proc/PID/fdinfo/N`, parsed on demand.
-pub struct FdInfo {
-    text: String,
-}
-
-impl FdInfo {
-    pub fn read(pid: i32, fd: i32) -> Result<FdInfo> {
-        let p = format!("/proc/{pid}/fdinfo/{fd}");
-        Ok(FdInfo {
-            text: std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?,
-        })
-    }
-
-    /// The value of `name:` (first match), trimmed.
-    pub fn field(&self, name: &str) -> Option<&str> {
-        self.text
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .map(str::trim)
-    }
-
-    pub fn num(&self, name: &str, radix: u32) -> Option<u64> {
-        u64::from_str_radix(self.field(name)?, radix).ok()
-    }
-
-    /// Lines starting with `prefix`.
-    pub fn lines<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.text
-            .lines()
-            .filter_map(move |l| l.strip_prefix(prefix))
-    }
-}
+pub use spirit_core::procinfo::FdInfo;
 
 /// `key:value` tokens of one fdinfo line (`tfd: 5 events: 19` has spaces after the
 /// colons: both spellings are handled).
