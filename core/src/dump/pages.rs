@@ -70,6 +70,25 @@ pub fn plan(pid: i32, vmas: &mut [Vma]) -> Result<Vec<(u64, usize)>> {
     Ok(runs)
 }
 
+/// The error for a batch that could not be read: the first run that cannot be read on
+/// its own is named (never a bare EIO from somewhere in a batch).
+fn unreadable(pid: i32, ranges: &[(u64, usize)], e: spirit_kmod::Error) -> Error {
+    let mut one = Vec::new();
+    for &(addr, len) in ranges {
+        one.resize(len, 0);
+        if let Err(e) = read_memory(pid, &mut one, &[(addr, len)]) {
+            return Error::Unsupported {
+                pid,
+                what: format!(
+                    "the memory at {addr:#x}-{:#x} cannot be read by any route ({e}); see /proc/{pid}/smaps for the area",
+                    addr + len as u64
+                ),
+            };
+        }
+    }
+    e.into()
+}
+
 struct Filled {
     buf: Vec<u8>,
     /// (frame head, crc, range in buf, address)
@@ -128,7 +147,7 @@ pub fn copy_pages<W: Write>(
                 let total: usize = ranges.iter().map(|r| r.1).sum();
                 buf.resize(total, 0);
                 let res = read_memory(pid, &mut buf, ranges)
-                    .map_err(Error::from)
+                    .map_err(|e| unreadable(pid, ranges, e))
                     .map(|()| {
                         let mut off = 0;
                         let frames = ranges
