@@ -19,6 +19,7 @@
 mod cpu;
 mod error;
 pub mod fd;
+pub mod sockopt;
 mod mem;
 mod ptrace;
 mod remote;

@@ -1,0 +1,269 @@
+//! Sockets shared across the tree: who holds what at checkpoint, and who creates what
+//! at restore.
+//!
+//! Dump ([`DumpState`], made once the tree is frozen): every socket inode held in the
+//! tree with its holders, the kernel's view of every unix socket (sock_diag), and which
+//! clients of the tree wait on a listener of the tree. A socket held by several
+//! processes (a listener inherited by a pre-fork server's workers) is recorded in full
+//! once, by the first process dumped; its other holders record a `dup` of its inode.
+//!
+//! Restore ([`Plan`], from every process's section before anything exists): sockets
+//! that must be made together form a group — both ends of a pair, a listener with its
+//! accepted connections and the clients queued on it, a datagram socket and the peer it
+//! connects to. Each group is created once, by the lowest common ancestor of all its
+//! holders, before that process forks its children (`create.rs`); each socket is parked
+//! at a number from core's `Parking`, inherited by the descendants, and `dup3`'d into
+//! place by each holder.
+
+use crate::diag::{self, UnixInfo};
+use crate::model::{Payload, PeerKind, Section, Socket};
+use crate::unix::TCP_LISTEN;
+use spirit_core::dump::DumpOptions;
+use spirit_core::plugin::{Parking, TreeView};
+use spirit_core::{Error, Result};
+use std::collections::{HashMap, HashSet};
+
+pub struct DumpState {
+    pub unix: HashMap<u64, UnixInfo>,
+    /// Socket inode → every (pid, fd) holding it in the tree.
+    pub holders: HashMap<u64, Vec<(i32, i32)>>,
+    /// Client inode → the listener of the tree it waits on (not accepted yet).
+    pub pending_on: HashMap<u64, u64>,
+    /// Inodes already recorded in full (by an earlier process).
+    pub recorded: HashSet<u64>,
+    pub opts: DumpOptions,
+    pub inet: crate::inet::DumpTree,
+}
+
+impl DumpState {
+    pub fn new(tree: &spirit_core::plugin::DumpTree) -> Result<DumpState> {
+        let mut holders: HashMap<u64, Vec<(i32, i32)>> = HashMap::new();
+        for (pid, f) in tree.all_fds() {
+            if f.kind == spirit_core::plugin::FdKind::Socket {
+                holders.entry(f.ino).or_default().push((pid, f.fd));
+            }
+        }
+        let unix = if holders.is_empty() {
+            HashMap::new()
+        } else {
+            diag::unix_sockets()?
+        };
+        let mut pending_on = HashMap::new();
+        for l in unix.values() {
+            if l.state == TCP_LISTEN && holders.contains_key(&l.ino) {
+                for c in &l.icons {
+                    pending_on.insert(*c, l.ino);
+                }
+            }
+        }
+        Ok(DumpState {
+            unix,
+            holders,
+            pending_on,
+            recorded: HashSet::new(),
+            opts: tree.opts.clone(),
+            inet: crate::inet::DumpTree::new(tree)?,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Restore plan
+
+/// One socket of the tree.
+#[derive(Clone, Debug)]
+pub struct Obj {
+    pub rec: Socket,
+    pub holders: Vec<(i32, i32)>,
+    pub slot: i32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub creator: i32,
+    /// Socket inodes, in the order their records were met.
+    pub members: Vec<u64>,
+}
+
+pub struct Plan {
+    pub objs: HashMap<u64, Obj>,
+    pub groups: Vec<Group>,
+    /// Socket inode → the restorer's descriptor standing for it (`--inherit-fd`).
+    pub inherit: HashMap<u64, i32>,
+    /// One past the highest parked number.
+    pub end: i32,
+    /// Socket files a restore binds: (path, the inode there before the restore).
+    pub files: Vec<(String, Option<u64>)>,
+}
+
+fn lca(tree: &TreeView<'_>, holders: &[i32]) -> Option<i32> {
+    let mut cur = *holders.first()?;
+    for _ in 0..=tree.nodes.len() {
+        if holders.iter().all(|&h| tree.is_ancestor_or_self(cur, h)) {
+            return Some(cur);
+        }
+        let n = tree.nodes.iter().find(|n| n.pid == cur)?;
+        if n.ppid == cur {
+            return None;
+        }
+        cur = n.ppid;
+    }
+    None
+}
+
+struct Uf(HashMap<u64, u64>);
+
+impl Uf {
+    fn find(&mut self, x: u64) -> u64 {
+        let p = *self.0.entry(x).or_insert(x);
+        if p == x {
+            return x;
+        }
+        let r = self.find(p);
+        self.0.insert(x, r);
+        r
+    }
+    fn union(&mut self, a: u64, b: u64) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.0.insert(ra, rb);
+        }
+    }
+}
+
+pub fn plan(tree: &TreeView<'_>, park: &mut Parking) -> Result<Plan> {
+    let mut objs: HashMap<u64, Obj> = HashMap::new();
+    let mut order: Vec<u64> = Vec::new();
+    for n in tree.nodes {
+        let Some(p) = tree.procs.iter().find(|p| p.pid == n.pid) else {
+            continue;
+        };
+        let Some(sec) = p.section(crate::NAME) else {
+            continue;
+        };
+        let sec = Section::decode(&sec.data)?;
+        for s in sec.sockets {
+            park.above(s.fd);
+            let o = objs.entry(s.inode).or_insert_with(|| {
+                order.push(s.inode);
+                Obj {
+                    rec: s.clone(),
+                    holders: Vec::new(),
+                    slot: -1,
+                }
+            });
+            o.holders.push((p.pid, s.fd));
+            if !matches!(s.payload, Payload::Dup) {
+                o.rec = s;
+            }
+        }
+    }
+    let mut inherit = HashMap::new();
+    let mut uf = Uf(HashMap::new());
+    let mut files = Vec::new();
+    for ino in &order {
+        let o = &objs[ino];
+        let what = || format!("process {} fd {}", o.holders[0].0, o.holders[0].1);
+        let u = match &o.rec.payload {
+            Payload::Dup => {
+                return Err(crate::model::bad(format!(
+                    "{}: socket:[{ino}] is only ever recorded as a duplicate",
+                    what()
+                )))
+            }
+            Payload::Unix(u) => u,
+            _ => continue,
+        };
+        uf.find(*ino);
+        if let Some(f) = u.file.as_ref().filter(|f| f.present) {
+            use std::os::unix::fs::MetadataExt;
+            let before = std::fs::symlink_metadata(&f.path).ok().map(|m| m.ino());
+            files.push((f.path.clone(), before));
+        }
+        match u.peer_kind {
+            PeerKind::InTree if u.embryo => {
+                if !objs.contains_key(&u.listener) {
+                    return Err(crate::model::bad(format!("{}: waits on listener socket:[{}], which no process holds", what(), u.listener)));
+                }
+                uf.union(*ino, u.listener);
+            }
+            PeerKind::InTree => {
+                if !objs.contains_key(&u.peer) {
+                    return Err(crate::model::bad(format!("{}: its peer socket:[{}] is held by no process", what(), u.peer)));
+                }
+                uf.union(*ino, u.peer);
+            }
+            PeerKind::Inherit => {
+                let key = format!("socket:[{ino}]");
+                let given = tree.opts.inherit_fds.iter().find(|i| i.key == key).ok_or_else(|| {
+                    Error::Restore(format!(
+                        "{}: unix socket {key} was connected outside the tree at checkpoint ({}); give one with --inherit-fd fd[N]:{key}",
+                        what(),
+                        crate::unix::show_name(&u.peer_name)
+                    ))
+                })?;
+                inherit.insert(*ino, given.fd);
+            }
+            _ => {}
+        }
+        if u.name_inherited {
+            let listener = order.iter().find(|l| {
+                matches!(&objs[*l].rec.payload, Payload::Unix(x) if x.state == TCP_LISTEN && x.name == u.name)
+            });
+            if let Some(l) = listener {
+                uf.union(*ino, *l);
+            }
+        }
+    }
+    let mut by_root: HashMap<u64, usize> = HashMap::new();
+    let mut groups: Vec<Group> = Vec::new();
+    for ino in &order {
+        let r = uf.find(*ino);
+        let gi = *by_root.entry(r).or_insert_with(|| {
+            groups.push(Group {
+                creator: 0,
+                members: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        groups[gi].members.push(*ino);
+    }
+    let mut next = park.take(order.len())?;
+    for g in &mut groups {
+        let mut pids: Vec<i32> = g
+            .members
+            .iter()
+            .flat_map(|m| objs[m].holders.iter().map(|h| h.0))
+            .collect();
+        pids.dedup();
+        g.creator = lca(tree, &pids).ok_or_else(|| {
+            crate::model::bad(format!("processes {pids:?} share sockets but have no common ancestor in the tree"))
+        })?;
+        for m in &g.members {
+            if let Some(o) = objs.get_mut(m) {
+                o.slot = next;
+                next += 1;
+            }
+        }
+    }
+    Ok(Plan {
+        objs,
+        groups,
+        inherit,
+        end: next,
+        files,
+    })
+}
+
+/// After a failed restore: remove the socket files it bound (those whose inode is not
+/// the one that was there before).
+pub fn clean_files(plan: &Plan) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    for (path, before) in &plan.files {
+        if let Ok(md) = std::fs::symlink_metadata(path) {
+            if md.file_type().is_socket() && Some(md.ino()) != *before {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
