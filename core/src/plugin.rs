@@ -205,7 +205,14 @@ impl Parking {
                 .unwrap_or(0)
                 .max(3)
                 // Descriptors the restorer was given (`--inherit-fd`) stay where they are.
-                .max(tree.opts.inherit_fds.iter().map(|i| i.fd + 1).max().unwrap_or(0)),
+                .max(
+                    tree.opts
+                        .inherit_fds
+                        .iter()
+                        .map(|i| i.fd + 1)
+                        .max()
+                        .unwrap_or(0),
+                ),
         }
     }
 

@@ -19,10 +19,10 @@
 mod cpu;
 mod error;
 pub mod fd;
-pub mod sockopt;
 mod mem;
 mod ptrace;
 mod remote;
+pub mod sockopt;
 mod sys;
 
 pub use cpu::{host_cpu, CpuFeatures, XComponent};

@@ -111,10 +111,51 @@ pub struct Received {
 
 /// `recvmsg(fd, buf, flags | MSG_CMSG_CLOEXEC)` taking the descriptors passed with the
 /// message (SCM_RIGHTS; with MSG_PEEK they are copies, the message keeps its own).
-pub fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8], flags: MsgFlags) -> Result<Received> {
+/// `want_from`: ask for the sender's name (datagram sockets; a stream socket gives none).
+pub fn recv_with_fds(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: MsgFlags,
+    want_from: bool,
+) -> Result<Received> {
+    if !want_from {
+        return recv_inner::<()>(fd, buf, flags);
+    }
+    recv_inner::<UnixAddr>(fd, buf, flags)
+}
+
+trait FromName {
+    fn name_bytes(&self) -> Vec<u8>;
+}
+
+impl FromName for () {
+    fn name_bytes(&self) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
+impl FromName for UnixAddr {
+    fn name_bytes(&self) -> Vec<u8> {
+        match (self.path(), self.as_abstract()) {
+            (Some(p), _) => p.as_os_str().as_encoded_bytes().to_vec(),
+            (None, Some(n)) => {
+                let mut v = vec![0u8];
+                v.extend_from_slice(n);
+                v
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn recv_inner<S: nix::sys::socket::SockaddrLike + FromName>(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: MsgFlags,
+) -> Result<Received> {
     let mut cmsg = nix::cmsg_space!([RawFd; 253]);
     let mut iov = [std::io::IoSliceMut::new(buf)];
-    let msg = recvmsg::<UnixAddr>(
+    let msg = recvmsg::<S>(
         fd.as_raw_fd(),
         &mut iov,
         Some(&mut cmsg),
@@ -137,18 +178,7 @@ pub fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8], flags: MsgFlags) -> Res
             }
         }
     }
-    let from = match msg.address {
-        Some(a) => match (a.path(), a.as_abstract()) {
-            (Some(p), _) => p.as_os_str().as_encoded_bytes().to_vec(),
-            (None, Some(n)) => {
-                let mut v = vec![0u8];
-                v.extend_from_slice(n);
-                v
-            }
-            _ => Vec::new(),
-        },
-        None => Vec::new(),
-    };
+    let from = msg.address.map(|a| a.name_bytes()).unwrap_or_default();
     Ok(Received {
         len: msg.bytes,
         truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
@@ -159,13 +189,14 @@ pub fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8], flags: MsgFlags) -> Res
 
 /// `accept4(fd, SOCK_CLOEXEC)`.
 pub fn accept_cloexec(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
-    let raw = nix::sys::socket::accept4(fd.as_raw_fd(), SockFlag::SOCK_CLOEXEC).map_err(
-        |errno| crate::Error::Sys {
-            call: "accept4",
-            tid: 0,
-            errno,
-        },
-    )?;
+    let raw =
+        nix::sys::socket::accept4(fd.as_raw_fd(), SockFlag::SOCK_CLOEXEC).map_err(|errno| {
+            crate::Error::Sys {
+                call: "accept4",
+                tid: 0,
+                errno,
+            }
+        })?;
     // SAFETY: accept4 just returned `raw` as a new descriptor nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }

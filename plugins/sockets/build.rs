@@ -6,5 +6,7 @@ fn main() {
         .file("schema/sockets.capnp")
         .file("schema/inet.capnp")
         .run()
-        .expect("compiling schema/*.capnp (is the `capnp` tool installed? apt-get install capnproto)");
+        .expect(
+            "compiling schema/*.capnp (is the `capnp` tool installed? apt-get install capnproto)",
+        );
 }

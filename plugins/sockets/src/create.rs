@@ -18,7 +18,10 @@ fn what(plan: &Plan, ino: u64) -> String {
         Payload::Netlink(_) => "netlink socket".into(),
         Payload::Dup => "socket".into(),
     };
-    format!("process {} fd {}: {kind} socket:[{ino}]", o.holders[0].0, o.holders[0].1)
+    format!(
+        "process {} fd {}: {kind} socket:[{ino}]",
+        o.holders[0].0, o.holders[0].1
+    )
 }
 
 fn unix_of(plan: &Plan, ino: u64) -> Option<&Unix> {
@@ -62,14 +65,19 @@ fn build(plan: &Plan, g: &Group) -> Result<HashMap<u64, OwnedFd>> {
         made.insert(*ino, s);
     }
     // 2. Accepted connections of a listener of the group: connect to it and accept.
-    for (ino, u) in unixes.iter().filter(|(_, u)| u.name_inherited && u.peer_kind == PeerKind::InTree) {
+    for (ino, u) in unixes
+        .iter()
+        .filter(|(_, u)| u.name_inherited && u.peer_kind == PeerKind::InTree)
+    {
         let Some((l, lu)) = unixes
             .iter()
             .find(|(_, l)| l.state == TCP_LISTEN && l.name == u.name)
         else {
             continue;
         };
-        let Some(cu) = unix_of(plan, u.peer) else { continue };
+        let Some(cu) = unix_of(plan, u.peer) else {
+            continue;
+        };
         if made.contains_key(&u.peer) {
             continue;
         }
@@ -86,7 +94,9 @@ fn build(plan: &Plan, g: &Group) -> Result<HashMap<u64, OwnedFd>> {
     // 3. Clients waiting on a listener, in the listener's queue order.
     for (l, lu) in unixes.iter().filter(|(_, u)| u.state == TCP_LISTEN) {
         for c in &lu.pending {
-            let Some(cu) = unix_of(plan, *c) else { continue };
+            let Some(cu) = unix_of(plan, *c) else {
+                continue;
+            };
             let w = what(plan, *c);
             let s = unix::new_socket(cu, &w)?;
             if own_name(cu) {
@@ -104,7 +114,8 @@ fn build(plan: &Plan, g: &Group) -> Result<HashMap<u64, OwnedFd>> {
         }
         let w = what(plan, *ino);
         if u.peer_kind == PeerKind::InTree && !u.embryo {
-            let pu = unix_of(plan, u.peer).ok_or_else(|| Error::Restore(format!("{w}: its peer is not a unix socket")))?;
+            let pu = unix_of(plan, u.peer)
+                .ok_or_else(|| Error::Restore(format!("{w}: its peer is not a unix socket")))?;
             if pu.peer == *ino && !made.contains_key(&u.peer) {
                 let (a, b) = unix::new_pair(u, &w)?;
                 if own_name(u) {
@@ -117,14 +128,14 @@ fn build(plan: &Plan, g: &Group) -> Result<HashMap<u64, OwnedFd>> {
                 made.insert(u.peer, b);
                 continue;
             }
-            if !made.contains_key(&u.peer) {
+            if let std::collections::hash_map::Entry::Vacant(e) = made.entry(u.peer) {
                 // A datagram socket connected to a named one that is not connected back.
                 let pw = what(plan, u.peer);
                 let p = unix::new_socket(pu, &pw)?;
                 if own_name(pu) {
                     unix::bind(&p, pu, &pw)?;
                 }
-                made.insert(u.peer, p);
+                e.insert(p);
             }
             let s = unix::new_socket(u, &w)?;
             if own_name(u) {
@@ -138,7 +149,9 @@ fn build(plan: &Plan, g: &Group) -> Result<HashMap<u64, OwnedFd>> {
             PeerKind::Inherit => {
                 let given = plan.inherit[ino];
                 spirit_kmod::sockopt::dup_number(given, 3).map_err(|e| {
-                    Error::Restore(format!("{w}: taking the descriptor {given} given with --inherit-fd: {e}"))
+                    Error::Restore(format!(
+                        "{w}: taking the descriptor {given} given with --inherit-fd: {e}"
+                    ))
                 })?
             }
             PeerKind::Reconnect => {
@@ -175,14 +188,20 @@ fn build(plan: &Plan, g: &Group) -> Result<HashMap<u64, OwnedFd>> {
             queue::refill(end, None, &u.queue, &w)?;
         } else if u.peer_kind == PeerKind::InTree && made.contains_key(&u.peer) {
             let back = unix_of(plan, u.peer).is_some_and(|p| p.peer == *ino);
-            let to = if back { None } else { Some(unix::addr_of(&listen_name(u), &w)?) };
+            let to = if back {
+                None
+            } else {
+                Some(unix::addr_of(&listen_name(u), &w)?)
+            };
             queue::refill(&made[&u.peer], to.as_ref(), &u.queue, &w)?;
         } else if !u.name.is_empty() {
             let tmp = unix::new_socket(u, &w)?;
             let to = unix::addr_of(&listen_name(u), &w)?;
             queue::refill(&tmp, Some(&to), &u.queue, &w)?;
         } else {
-            return Err(Error::Restore(format!("{w}: it has data to read but no peer and no name to send it to")));
+            return Err(Error::Restore(format!(
+                "{w}: it has data to read but no peer and no name to send it to"
+            )));
         }
     }
     drop(orphan_ends);
@@ -197,15 +216,20 @@ fn build(plan: &Plan, g: &Group) -> Result<HashMap<u64, OwnedFd>> {
         let o = &plan.objs[m];
         let w = what(plan, *m);
         let s = match &o.rec.payload {
-            Payload::Unix(_) => made.remove(m).ok_or_else(|| Error::Restore(format!("{w}: not created")))?,
+            Payload::Unix(_) => made
+                .remove(m)
+                .ok_or_else(|| Error::Restore(format!("{w}: not created")))?,
             Payload::Inet(rec) => crate::inet::restore(rec).map_err(|e| annotate(e, &w))?,
             Payload::Netlink(n) => crate::netlink::restore(n, &w)?,
             Payload::Dup => return Err(crate::model::bad(format!("{w}: only a duplicate"))),
         };
         if !matches!(&o.rec.payload, Payload::Unix(u) if u.peer_kind == PeerKind::Inherit) {
             opts::restore(&s, &o.rec.opts, &w)?;
-            spirit_kmod::fd::set_status_flags(&s, o.rec.flags as i32 & !libc::O_ACCMODE & !libc::O_CLOEXEC)
-                .map_err(|e| Error::Restore(format!("{w}: status flags: {e}")))?;
+            spirit_kmod::fd::set_status_flags(
+                &s,
+                o.rec.flags as i32 & !libc::O_ACCMODE & !libc::O_CLOEXEC,
+            )
+            .map_err(|e| Error::Restore(format!("{w}: status flags: {e}")))?;
         }
         made.insert(*m, s);
     }
@@ -233,8 +257,9 @@ pub fn before_fork(plan: &Plan, pid: i32) -> Result<()> {
         }
         for (ino, h) in high {
             let slot = plan.objs[&ino].slot;
-            nix::unistd::dup3(h.as_raw_fd(), slot, nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|e| Error::Restore(format!("{}: parking it at {slot}: {e}", what(plan, ino))))?;
+            nix::unistd::dup3(h.as_raw_fd(), slot, nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
+                Error::Restore(format!("{}: parking it at {slot}: {e}", what(plan, ino)))
+            })?;
         }
     }
     Ok(())
@@ -244,10 +269,20 @@ pub fn before_fork(plan: &Plan, pid: i32) -> Result<()> {
 pub fn in_child(plan: &Plan, sec: &crate::model::Section) -> Result<Vec<i32>> {
     let mut keep = Vec::new();
     for s in &sec.sockets {
-        let o = plan.objs.get(&s.inode).ok_or_else(|| crate::model::bad(format!("fd {}: socket:[{}] not planned", s.fd, s.inode)))?;
-        let flags = if s.cloexec { nix::fcntl::OFlag::O_CLOEXEC } else { nix::fcntl::OFlag::empty() };
-        nix::unistd::dup3(o.slot, s.fd, flags)
-            .map_err(|e| Error::Restore(format!("fd {}: socket:[{}] from parked {}: {e}", s.fd, s.inode, o.slot)))?;
+        let o = plan.objs.get(&s.inode).ok_or_else(|| {
+            crate::model::bad(format!("fd {}: socket:[{}] not planned", s.fd, s.inode))
+        })?;
+        let flags = if s.cloexec {
+            nix::fcntl::OFlag::O_CLOEXEC
+        } else {
+            nix::fcntl::OFlag::empty()
+        };
+        nix::unistd::dup3(o.slot, s.fd, flags).map_err(|e| {
+            Error::Restore(format!(
+                "fd {}: socket:[{}] from parked {}: {e}",
+                s.fd, s.inode, o.slot
+            ))
+        })?;
         keep.push(s.fd);
     }
     Ok(keep)

@@ -90,11 +90,17 @@ pub fn unix_sockets() -> Result<HashMap<u64, UnixInfo>> {
     req.extend_from_slice(&0u16.to_ne_bytes());
     req.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
     req.extend_from_slice(&0u32.to_ne_bytes()); // ino
-    let show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
+    let show =
+        UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
     req.extend_from_slice(&show.to_ne_bytes());
     req.extend_from_slice(&[0xff; 8]); // no cookie
-    sendto(sock.as_raw_fd(), &req, &NetlinkAddr::new(0, 0), MsgFlags::empty())
-        .map_err(|e| err("send", e))?;
+    sendto(
+        sock.as_raw_fd(),
+        &req,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )
+    .map_err(|e| err("send", e))?;
     let mut out = HashMap::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {

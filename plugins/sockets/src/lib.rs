@@ -99,14 +99,17 @@ fn dump_process(st: &mut tree::DumpState, ctx: &mut DumpCtx<'_>) -> Result<Optio
         let copy = spirit_kmod::fd::pidfd_getfd(pidfd.as_ref().expect("opened above"), e.fd)
             .map_err(|err| Error::Dump {
                 pid,
-                msg: format!("fd {}: taking a copy of the socket (pidfd_getfd): {err}", e.fd),
+                msg: format!(
+                    "fd {}: taking a copy of the socket (pidfd_getfd): {err}",
+                    e.fd
+                ),
             })?;
         let fdb = std::os::fd::AsFd::as_fd(&copy);
         let domain = spirit_kmod::sockopt::getsockopt_int(fdb, libc::SOL_SOCKET, libc::SO_DOMAIN)
             .map_err(|err| Error::Dump {
-                pid,
-                msg: format!("fd {}: SO_DOMAIN: {err}", e.fd),
-            })?;
+            pid,
+            msg: format!("fd {}: SO_DOMAIN: {err}", e.fd),
+        })?;
         let payload = match domain {
             libc::AF_UNIX => Payload::Unix(unix::dump(st, pid, e.fd, e.ino, &copy)?),
             libc::AF_INET | libc::AF_INET6 => {

@@ -164,11 +164,9 @@ impl Section {
     }
 
     pub fn decode(data: &[u8]) -> Result<Section> {
-        let msg = capnp::serialize::read_message_from_flat_slice(
-            &mut &data[..],
-            ReaderOptions::new(),
-        )
-        .map_err(bad)?;
+        let msg =
+            capnp::serialize::read_message_from_flat_slice(&mut &data[..], ReaderOptions::new())
+                .map_err(bad)?;
         let root = msg.get_root::<s::sockets::Reader>().map_err(bad)?;
         let mut out = Section::default();
         for r in root.get_sockets().map_err(bad)?.iter() {
@@ -283,7 +281,10 @@ fn encode_unix(u: &Unix, mut b: s::unix::Builder<'_>) {
     }
     b.set_peer(u.peer);
     b.set_peer_name(&u.peer_name);
-    let pk = PEER_KINDS.iter().find(|(k, _)| *k == u.peer_kind).map(|p| p.1);
+    let pk = PEER_KINDS
+        .iter()
+        .find(|(k, _)| *k == u.peer_kind)
+        .map(|p| p.1);
     b.set_peer_kind(pk.unwrap_or(s::PeerKind::None));
     b.set_backlog(u.backlog);
     let mut p = b.reborrow().init_pending(u.pending.len() as u32);

@@ -24,13 +24,21 @@ pub fn dump(sock: &OwnedFd, pid: i32, fd: i32) -> Result<Netlink> {
     };
     let me: NetlinkAddr = getsockname(sock.as_raw_fd()).map_err(|e| err(&e))?;
     let mut n = Netlink {
-        protocol: getsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_PROTOCOL).map_err(|e| err(&e))?,
-        ty: getsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE).map_err(|e| err(&e))? as u8,
+        protocol: getsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_PROTOCOL)
+            .map_err(|e| err(&e))?,
+        ty: getsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE).map_err(|e| err(&e))?
+            as u8,
         portid: me.pid(),
         ..Default::default()
     };
     let mut buf = vec![0u8; 1024];
-    let len = getsockopt_raw(sock.as_fd(), SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, &mut buf).unwrap_or(0);
+    let len = getsockopt_raw(
+        sock.as_fd(),
+        SOL_NETLINK,
+        NETLINK_LIST_MEMBERSHIPS,
+        &mut buf,
+    )
+    .unwrap_or(0);
     for (w, c) in buf[..len.min(buf.len())].chunks_exact(4).enumerate() {
         let word = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
         for bit in 0..32 {
@@ -49,7 +57,8 @@ pub fn dump(sock: &OwnedFd, pid: i32, fd: i32) -> Result<Netlink> {
 }
 
 pub fn restore(n: &Netlink, what: &str) -> Result<OwnedFd> {
-    let fail = |step: &str, e: &dyn std::fmt::Display| Error::Restore(format!("{what}: {step}: {e}"));
+    let fail =
+        |step: &str, e: &dyn std::fmt::Display| Error::Restore(format!("{what}: {step}: {e}"));
     let s = socket(libc::AF_NETLINK, n.ty as i32, n.protocol).map_err(|e| fail("socket", &e))?;
     if n.portid != 0 {
         nix::sys::socket::bind(s.as_raw_fd(), &NetlinkAddr::new(n.portid, 0))

@@ -85,7 +85,11 @@ pub fn dump(sock: &impl AsFd) -> Options {
     o
 }
 
-fn set_timeo(fd: BorrowedFd<'_>, name: i32, us: i64) -> std::result::Result<(), spirit_kmod::Error> {
+fn set_timeo(
+    fd: BorrowedFd<'_>,
+    name: i32,
+    us: i64,
+) -> std::result::Result<(), spirit_kmod::Error> {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&(us / 1_000_000).to_ne_bytes());
     b[8..].copy_from_slice(&(us % 1_000_000).to_ne_bytes());

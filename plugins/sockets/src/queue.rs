@@ -6,7 +6,9 @@
 //! run of stream data at a time, with the descriptors in flight (SCM_RIGHTS) each
 //! message carries. Those are kept when they can be opened again by path (regular
 //! files, directories, devices), else the checkpoint is refused naming them.
-//! At restore the messages are sent again, in order, from the peer end.
+//! At restore the messages are sent again, in order, from the peer end. A datagram's
+//! sender name is not asked for (nix cannot parse an unnamed sender's empty address):
+//! datagrams queued on an unconnected socket arrive from an unnamed socket after restore.
 
 use crate::model::{InFlight, Message};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
@@ -44,7 +46,12 @@ fn peek_loop(sock: &OwnedFd, ty: u8, pid: i32, what: &str) -> Result<Vec<Message
     let mut buf = vec![0u8; 4 << 20];
     let mut out = Vec::new();
     loop {
-        let r = match recv_with_fds(sock.as_fd(), &mut buf, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
+        let r = match recv_with_fds(
+            sock.as_fd(),
+            &mut buf,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+            false,
+        ) {
             Ok(r) => r,
             Err(e) if e.errno() == Some(nix::errno::Errno::EAGAIN) => break,
             Err(e) => return Err(fail(format!("reading its queued data: {e}"))),
@@ -71,7 +78,9 @@ fn peek_loop(sock: &OwnedFd, ty: u8, pid: i32, what: &str) -> Result<Vec<Message
             from: if stream { Vec::new() } else { r.from },
         });
         if out.len() > MAX_MESSAGES {
-            return Err(fail(format!("more than {MAX_MESSAGES} messages are queued")));
+            return Err(fail(format!(
+                "more than {MAX_MESSAGES} messages are queued"
+            )));
         }
     }
     Ok(out)
@@ -111,7 +120,8 @@ fn in_flight(f: &OwnedFd) -> std::result::Result<InFlight, String> {
 
 fn reopen(f: &InFlight, what: &str) -> Result<OwnedFd> {
     let acc = f.flags as i32 & libc::O_ACCMODE;
-    let keep = f.flags as i32 & (libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECTORY | libc::O_NOATIME);
+    let keep =
+        f.flags as i32 & (libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECTORY | libc::O_NOATIME);
     let mut file = std::fs::OpenOptions::new()
         .read(acc != libc::O_WRONLY)
         .write(acc != libc::O_RDONLY)
@@ -139,9 +149,19 @@ pub fn refill(from: &OwnedFd, to: Option<&UnixAddr>, queue: &[Message], what: &s
         let mut tries = 0;
         loop {
             let cmsg = [ControlMessage::ScmRights(&raws)];
-            let cmsgs: &[ControlMessage<'_>] = if sent == 0 && !raws.is_empty() { &cmsg } else { &[] };
+            let cmsgs: &[ControlMessage<'_>] = if sent == 0 && !raws.is_empty() {
+                &cmsg
+            } else {
+                &[]
+            };
             let iov = [IoSlice::new(&m.data[sent..])];
-            match sendmsg(from.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL, to) {
+            match sendmsg(
+                from.as_raw_fd(),
+                &iov,
+                cmsgs,
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+                to,
+            ) {
                 Ok(n) => {
                     sent += n;
                     if sent >= m.data.len() {
@@ -151,9 +171,19 @@ pub fn refill(from: &OwnedFd, to: Option<&UnixAddr>, queue: &[Message], what: &s
                 Err(nix::errno::Errno::EAGAIN) if tries < 8 => {
                     // The sender's buffer holds what its peer has not read: make room.
                     tries += 1;
-                    let cur = getsockopt_int(from.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(1 << 16);
-                    setsockopt_int(from.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, cur.saturating_mul(2))
-                        .map_err(|e| Error::Restore(format!("{what}: making room to queue its data again (SO_SNDBUFFORCE): {e}")))?;
+                    let cur = getsockopt_int(from.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF)
+                        .unwrap_or(1 << 16);
+                    setsockopt_int(
+                        from.as_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_SNDBUFFORCE,
+                        cur.saturating_mul(2),
+                    )
+                    .map_err(|e| {
+                        Error::Restore(format!(
+                            "{what}: making room to queue its data again (SO_SNDBUFFORCE): {e}"
+                        ))
+                    })?;
                 }
                 Err(e) => {
                     return Err(Error::Restore(format!(

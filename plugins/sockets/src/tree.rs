@@ -2,8 +2,7 @@
 //! at restore.
 //!
 //! Dump ([`DumpState`], made once the tree is frozen): every socket inode held in the
-//! tree with its holders, the kernel's view of every unix socket (sock_diag), and which
-//! clients of the tree wait on a listener of the tree. A socket held by several
+//! tree with its holders, the kernel's view of every unix socket (sock_diag). A socket held by several
 //! processes (a listener inherited by a pre-fork server's workers) is recorded in full
 //! once, by the first process dumped; its other holders record a `dup` of its inode.
 //!
@@ -27,8 +26,6 @@ pub struct DumpState {
     pub unix: HashMap<u64, UnixInfo>,
     /// Socket inode → every (pid, fd) holding it in the tree.
     pub holders: HashMap<u64, Vec<(i32, i32)>>,
-    /// Client inode → the listener of the tree it waits on (not accepted yet).
-    pub pending_on: HashMap<u64, u64>,
     /// Inodes already recorded in full (by an earlier process).
     pub recorded: HashSet<u64>,
     pub opts: DumpOptions,
@@ -48,18 +45,9 @@ impl DumpState {
         } else {
             diag::unix_sockets()?
         };
-        let mut pending_on = HashMap::new();
-        for l in unix.values() {
-            if l.state == TCP_LISTEN && holders.contains_key(&l.ino) {
-                for c in &l.icons {
-                    pending_on.insert(*c, l.ino);
-                }
-            }
-        }
         Ok(DumpState {
             unix,
             holders,
-            pending_on,
             recorded: HashSet::new(),
             opts: tree.opts.clone(),
             inet: crate::inet::DumpTree::new(tree)?,
@@ -183,13 +171,21 @@ pub fn plan(tree: &TreeView<'_>, park: &mut Parking) -> Result<Plan> {
         match u.peer_kind {
             PeerKind::InTree if u.embryo => {
                 if !objs.contains_key(&u.listener) {
-                    return Err(crate::model::bad(format!("{}: waits on listener socket:[{}], which no process holds", what(), u.listener)));
+                    return Err(crate::model::bad(format!(
+                        "{}: waits on listener socket:[{}], which no process holds",
+                        what(),
+                        u.listener
+                    )));
                 }
                 uf.union(*ino, u.listener);
             }
             PeerKind::InTree => {
                 if !objs.contains_key(&u.peer) {
-                    return Err(crate::model::bad(format!("{}: its peer socket:[{}] is held by no process", what(), u.peer)));
+                    return Err(crate::model::bad(format!(
+                        "{}: its peer socket:[{}] is held by no process",
+                        what(),
+                        u.peer
+                    )));
                 }
                 uf.union(*ino, u.peer);
             }
@@ -237,7 +233,9 @@ pub fn plan(tree: &TreeView<'_>, park: &mut Parking) -> Result<Plan> {
             .collect();
         pids.dedup();
         g.creator = lca(tree, &pids).ok_or_else(|| {
-            crate::model::bad(format!("processes {pids:?} share sockets but have no common ancestor in the tree"))
+            crate::model::bad(format!(
+                "processes {pids:?} share sockets but have no common ancestor in the tree"
+            ))
         })?;
         for m in &g.members {
             if let Some(o) = objs.get_mut(m) {

@@ -92,13 +92,22 @@ fn holder_outside(ino: u64) -> Option<(i32, i32)> {
 /// Describe the peer outside the tree: its inode, name and, if found, its holder.
 fn describe_outside(st: &DumpState, peer: u64) -> String {
     let info = st.unix.get(&peer);
-    let name = info.map(|i| show_name(&i.name)).unwrap_or_else(|| "unnamed".into());
+    let name = info
+        .map(|i| show_name(&i.name))
+        .unwrap_or_else(|| "unnamed".into());
     let mut s = format!("socket:[{peer}] ({name})");
     match holder_outside(peer) {
         Some((pid, fd)) => s.push_str(&format!(" held by process {pid} (fd {fd})")),
         None => {
-            if let Some(l) = st.unix.values().find(|l| l.state == TCP_LISTEN && l.icons.contains(&peer)) {
-                s.push_str(&format!(" waiting to be accepted on {}", show_name(&l.name)));
+            if let Some(l) = st
+                .unix
+                .values()
+                .find(|l| l.state == TCP_LISTEN && l.icons.contains(&peer))
+            {
+                s.push_str(&format!(
+                    " waiting to be accepted on {}",
+                    show_name(&l.name)
+                ));
             } else if info.is_some_and(|i| i.state == TCP_ESTABLISHED) {
                 s.push_str(" not yet accepted by its listener");
             }
@@ -168,9 +177,10 @@ pub fn dump(st: &DumpState, pid: i32, fd: i32, ino: u64, sock: &OwnedFd) -> Resu
     };
     if !d.name.is_empty() && d.state == TCP_ESTABLISHED {
         // An accepted socket shows its listener's name (and socket file).
-        u.name_inherited = st.unix.values().any(|l| {
-            l.ino != ino && l.state == TCP_LISTEN && l.name == d.name && l.vfs == d.vfs
-        });
+        u.name_inherited = st
+            .unix
+            .values()
+            .any(|l| l.ino != ino && l.state == TCP_LISTEN && l.name == d.name && l.vfs == d.vfs);
     }
     if !u.name_inherited {
         u.file = sock_file(pid, d);
@@ -203,11 +213,8 @@ pub fn dump(st: &DumpState, pid: i32, fd: i32, ino: u64, sock: &OwnedFd) -> Resu
         u.embryo = true;
         u.listener = l.ino;
         u.peer_name = l.name.clone();
-        let outq = spirit_kmod::sockopt::ioctl_int(
-            std::os::fd::AsFd::as_fd(sock),
-            libc::TIOCOUTQ as u64,
-        )
-        .unwrap_or(0);
+        let outq = spirit_kmod::sockopt::ioctl_int(std::os::fd::AsFd::as_fd(sock), libc::TIOCOUTQ)
+            .unwrap_or(0);
         if outq > 0 || d.rqlen.1 > 0 {
             return Err(dump_err(pid, format!(
                 "{what} sent data to a connection its listener ({}) has not accepted yet: spirit cannot read it back without accepting it",
@@ -281,14 +288,24 @@ fn sock_type(ty: u8) -> Result<SockType> {
 
 /// A new unix socket of `u`'s type.
 pub fn new_socket(u: &Unix, what: &str) -> Result<OwnedFd> {
-    ns::socket(AddressFamily::Unix, sock_type(u.ty)?, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| restore_err(what, "socket", e))
+    ns::socket(
+        AddressFamily::Unix,
+        sock_type(u.ty)?,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| restore_err(what, "socket", e))
 }
 
 /// Both ends of a new socketpair of `u`'s type.
 pub fn new_pair(u: &Unix, what: &str) -> Result<(OwnedFd, OwnedFd)> {
-    ns::socketpair(AddressFamily::Unix, sock_type(u.ty)?, None, SockFlag::SOCK_CLOEXEC)
-        .map_err(|e| restore_err(what, "socketpair", e))
+    ns::socketpair(
+        AddressFamily::Unix,
+        sock_type(u.ty)?,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| restore_err(what, "socketpair", e))
 }
 
 /// The address of a name as recorded (a path, or a leading NUL: abstract).
@@ -311,7 +328,13 @@ pub fn bind(sock: &OwnedFd, u: &Unix, what: &str) -> Result<Option<String>> {
     };
     if let Ok(md) = std::fs::symlink_metadata(&f.path) {
         if md.file_type().is_socket_like() {
-            std::fs::remove_file(&f.path).map_err(|e| restore_err(what, &format!("removing the stale socket file {}", f.path), e))?;
+            std::fs::remove_file(&f.path).map_err(|e| {
+                restore_err(
+                    what,
+                    &format!("removing the stale socket file {}", f.path),
+                    e,
+                )
+            })?;
         } else {
             return Err(Error::Restore(format!(
                 "{what}: {} exists and is not a socket; spirit does not replace it",
@@ -324,7 +347,8 @@ pub fn bind(sock: &OwnedFd, u: &Unix, what: &str) -> Result<Option<String>> {
         ns::bind(sock.as_raw_fd(), &addr_of(f.path.as_bytes(), what)?)
     } else {
         let back = std::env::current_dir().ok();
-        nix::unistd::chdir(f.base.as_str()).map_err(|e| restore_err(what, &format!("chdir {}", f.base), e))?;
+        nix::unistd::chdir(f.base.as_str())
+            .map_err(|e| restore_err(what, &format!("chdir {}", f.base), e))?;
         let r = ns::bind(sock.as_raw_fd(), &addr_of(&u.name, what)?);
         if let Some(b) = back {
             let _ = nix::unistd::chdir(&b);

@@ -51,7 +51,9 @@ pub fn dump(pid: i32, fd: i32, _sock: &OwnedFd, _tree: &mut DumpTree) -> Result<
 }
 
 pub fn restore(_rec: &InetRecord) -> Result<OwnedFd> {
-    Err(Error::Restore("inet sockets are not restored by this spirit".into()))
+    Err(Error::Restore(
+        "inet sockets are not restored by this spirit".into(),
+    ))
 }
 
 pub fn show(r: &InetRecord) -> Value {

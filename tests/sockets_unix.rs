@@ -1,0 +1,229 @@
+//! Unix sockets across checkpoint and restore: pairs between a parent and its child
+//! with data queued (datagram boundaries, a descriptor in flight), seqpacket, abstract
+//! names, a named stream server with an accepted connection (data queued both ways)
+//! and a client not yet accepted, and sockets connected outside the tree: refused by
+//! default naming both ends (the process runs on), reconnected when asked.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::fs;
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn show(img: &Path) -> Value {
+    let run = spirit(&["show", &img.to_string_lossy(), "--json"]);
+    run.ok("show");
+    serde_json::from_str(&run.stdout).expect("show json")
+}
+
+fn sockets_of(v: &Value, pid: i32) -> Vec<Value> {
+    let p = v["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .find(|p| p["pid"] == pid)
+        .unwrap_or_else(|| panic!("process {pid} in the image"));
+    p["sections"]["sockets"]["content"]["sockets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("sockets section of {pid}: {p}"))
+}
+
+fn reap_orphan(pid: i32) {
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+}
+
+fn go(dir: &TestDir) {
+    fs::write(dir.join("go"), "").expect("go");
+}
+
+#[test]
+fn pairs_between_parent_and_child_with_queued_data_and_a_file_in_flight() {
+    let dir = TestDir::new("sk-pair");
+    fs::write(dir.join("data.txt"), "0123456789").unwrap();
+    let prog = build_c("sockets_unix.c", &[]);
+    let out = dir.join("pair.out");
+    let mut parent = Proc::spawn(&prog, &["pair"], &dir, "pair");
+    let pids = read_pids(&dir);
+    let (pp, pc) = (pids[0], pids[1]);
+    wait_for_line(&out, "ready");
+
+    // The child alone: its peers are in its parent, outside what is checkpointed.
+    dump(pc, &dir.join("child.spirit"), &[]).fails(
+        1,
+        &[
+            &pc.to_string(),
+            "outside the checkpointed tree",
+            &format!("process {pp}"),
+        ],
+        "dump of the child without its parent",
+    );
+    assert!(
+        pid_alive(pc) && pid_alive(pp),
+        "a failed checkpoint leaves both running"
+    );
+
+    let img = dir.join("img.spirit");
+    dump(pp, &img, &[]).ok("dump parent and child");
+    parent.reap();
+    reap_orphan(pc);
+
+    let v = show(&img);
+    let child = sockets_of(&v, pc);
+    let dgram = child
+        .iter()
+        .find(|s| s["type"] == "datagram" && s["queued"] == 3)
+        .unwrap_or_else(|| panic!("the child's datagram end with 3 queued: {child:?}"));
+    let sizes: Vec<u64> = dgram["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["bytes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, vec![3, 4, 5], "datagram boundaries");
+    let stream = child
+        .iter()
+        .find(|s| s["type"] == "stream" && s["queued_files"] == 1)
+        .unwrap_or_else(|| panic!("a file in flight to the child: {child:?}"));
+    assert_eq!(stream["messages"][0]["files"][0]["pos"], 3);
+    assert_eq!(stream["options"]["pass_cred"], true);
+    let parent_socks = sockets_of(&v, pp);
+    assert!(parent_socks
+        .iter()
+        .any(|s| s["type"] == "seqpacket" && s["queued"] == 2));
+    assert!(parent_socks.iter().any(|s| s["name"]
+        .as_str()
+        .is_some_and(|n| n == format!("@spirit-test-{pp}"))));
+
+    go(&dir);
+    let _root = restore_ok(&img, &[]);
+    wait_until("parent ok", TIMEOUT, || {
+        read_log(&out).contains("parent ok") || read_log(&out).contains("FAIL")
+    });
+    let log = read_log(&out);
+    assert!(log.contains("child ok"), "{log}");
+    assert!(log.contains("parent ok child-status=0"), "{log}");
+    assert!(!log.contains("FAIL"), "{log}");
+}
+
+#[test]
+fn a_named_server_with_an_accepted_and_a_waiting_client() {
+    let dir = TestDir::new("sk-server");
+    let prog = build_c("sockets_unix.c", &[]);
+    let out = dir.join("server.out");
+    let mut server = Proc::spawn(&prog, &["server"], &dir, "server");
+    let pids = read_pids(&dir);
+    wait_for_line(&out, "ready");
+
+    let img = dir.join("img.spirit");
+    dump(server.pid, &img, &[]).ok("dump the server and its clients");
+    server.reap();
+    reap_orphan(pids[1]);
+    reap_orphan(pids[2]);
+
+    let v = show(&img);
+    let socks = sockets_of(&v, pids[0]);
+    let l = socks
+        .iter()
+        .find(|s| s["state"] == "listening")
+        .unwrap_or_else(|| panic!("listener: {socks:?}"));
+    assert_eq!(l["name"], "srv.sock");
+    assert_eq!(l["backlog"], 7);
+    assert_eq!(l["pending"].as_array().map(Vec::len), Some(1));
+    assert_eq!(l["file"]["mode"].as_u64().map(|m| m & 0o777), Some(0o600));
+    let b = sockets_of(&v, pids[2]);
+    assert!(b[0]["waiting_on_listener"].is_u64(), "B waits: {b:?}");
+
+    go(&dir);
+    let _root = restore_ok(&img, &[]);
+    wait_for_line(&out, "server ok");
+    let log = read_log(&out);
+    assert!(log.contains("A ok") && log.contains("B ok"), "{log}");
+    assert!(log.contains("server ok A=0 B=0"), "{log}");
+    assert!(!log.contains("FAIL"), "{log}");
+}
+
+#[test]
+fn a_datagram_socket_connected_outside_is_refused_then_reconnected() {
+    let dir = TestDir::new("sk-ext");
+    let path = dir.join("log.sock");
+    let logger = UnixDatagram::bind(&path).expect("bind the outside logger");
+    let prog = build_c("sockets_unix.c", &[]);
+    let out = dir.join("ext.out");
+    let mut p = Proc::spawn(&prog, &["external", &path.to_string_lossy()], &dir, "ext");
+    wait_for_line(&out, "ready");
+    let mut buf = [0u8; 64];
+    let n = logger.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"log-1");
+
+    let img = dir.join("img.spirit");
+    let ours = format!("/proc/{}/fd/3", p.pid);
+    let ino = fs::read_link(&ours).unwrap().to_string_lossy().into_owned();
+    dump(p.pid, &img, &[]).fails(
+        1,
+        &[
+            &p.pid.to_string(),
+            "fd 3",
+            &ino,
+            &path.to_string_lossy(),
+            &format!("held by process {}", std::process::id()),
+            "--ext-unix-reconnect",
+        ],
+        "dump of a socket connected outside",
+    );
+    assert!(p.alive(), "a refused checkpoint leaves the process running");
+    assert!(!img.exists());
+
+    dump(p.pid, &img, &["--ext-unix-reconnect"]).ok("dump with reconnect");
+    p.reap();
+    let v = show(&img);
+    let s = &sockets_of(&v, p.pid)[0];
+    assert_eq!(s["peer_kind"], "reconnect");
+    assert_eq!(s["peer_name"], path.to_string_lossy().as_ref());
+
+    go(&dir);
+    let _r = restore_ok(&img, &[]);
+    wait_for_line(&out, "ext ok");
+    logger
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let n = logger.recv(&mut buf).expect("log-2 reaches the logger");
+    assert_eq!(&buf[..n], b"log-2");
+}
+
+#[test]
+fn stdout_on_a_socket_outside_the_tree_is_refused_naming_the_fd() {
+    let dir = TestDir::new("sk-stdout");
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let prog = build_c("sockets_unix.c", &[]);
+    let mut cmd = Command::new(&prog);
+    cmd.arg("solo");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .stderr(Stdio::null())
+        .current_dir(dir.path());
+    spirit_kmod::close_inherited_fds(&mut cmd);
+    let child = cmd.spawn().expect("start sleeper");
+    let mut p = Proc::adopt(child.id() as i32);
+    std::mem::forget(child);
+    let mut buf = [0u8; 16];
+    let n = std::io::Read::read(&mut &ours, &mut buf).expect("ready on our socket");
+    assert_eq!(&buf[..n], b"ready\n");
+    let img = dir.join("img.spirit");
+    dump(p.pid, &img, &[]).fails(
+        1,
+        &[
+            &p.pid.to_string(),
+            "fd 1",
+            "unix stream socket",
+            "outside the checkpointed tree",
+        ],
+        "dump of a process whose stdout is our socket",
+    );
+    assert!(p.alive(), "the process runs on");
+    drop(ours);
+    p.kill();
+}
