@@ -227,3 +227,139 @@ fn stdout_on_a_socket_outside_the_tree_is_refused_naming_the_fd() {
     drop(ours);
     p.kill();
 }
+
+/// `(pid, groups)` of netlink socket `inode` from /proc/net/netlink.
+fn netlink_entry(inode: u64) -> Option<(u32, String)> {
+    let t = fs::read_to_string("/proc/net/netlink").ok()?;
+    t.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.get(9)?.parse::<u64>().ok()? != inode {
+            return None;
+        }
+        Some((f[2].parse().ok()?, f[3].to_string()))
+    })
+}
+
+fn socket_inode(pid: i32, fd: i32) -> u64 {
+    let t = fs::read_link(format!("/proc/{pid}/fd/{fd}")).expect("fd link");
+    let t = t.to_string_lossy();
+    t.trim_start_matches("socket:[")
+        .trim_end_matches(']')
+        .parse()
+        .unwrap_or_else(|_| panic!("fd {fd} of {pid} is {t}"))
+}
+
+fn ask(path: &Path, what: &str) -> String {
+    let mut s = UnixStream::connect(path).expect("connect to the server");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    std::io::Write::write_all(&mut s, what.as_bytes()).unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out).expect("answer");
+    out
+}
+
+#[test]
+fn a_listener_shared_by_prefork_workers_and_a_netlink_socket() {
+    let dir = TestDir::new("sk-prefork");
+    let prog = build_c("sockets_unix.c", &[]);
+    let mut p = Proc::spawn(&prog, &["prefork"], &dir, "prefork");
+    let pids = read_pids(&dir);
+    wait_for_line(&dir.join("prefork.out"), "ready");
+    let sock = dir.join("pf.sock");
+    assert!(ask(&sock, "hi").ends_with(":hi"));
+    let nl_before = netlink_entry(socket_inode(p.pid, 4)).expect("netlink socket listed");
+
+    // A checkpoint that lets the tree run on leaves every queue and socket as it was.
+    let img = dir.join("img.spirit");
+    dump(p.pid, &dir.join("first.spirit"), &["--leave-running"]).ok("dump, left running");
+    assert!(ask(&sock, "again").ends_with(":again"));
+
+    dump(p.pid, &img, &[]).ok("dump the server and its workers");
+    p.reap();
+    reap_orphan(pids[1]);
+    reap_orphan(pids[2]);
+    let v = show(&img);
+    let parent = sockets_of(&v, pids[0]);
+    let nl = parent
+        .iter()
+        .find(|s| s["family"] == "netlink")
+        .unwrap_or_else(|| panic!("netlink socket: {parent:?}"));
+    assert_eq!(nl["groups"], serde_json::json!([1]));
+    assert_eq!(nl["portid"], nl_before.0);
+    // The listener is recorded once; each worker names its inode.
+    for w in &pids[1..] {
+        let s = sockets_of(&v, *w);
+        assert_eq!(s[0]["family"], "same as another fd", "{s:?}");
+    }
+
+    let root = restore_ok(&img, &[]);
+    let mut answers = Vec::new();
+    for i in 0..6 {
+        answers.push(ask(&sock, &format!("q{i}")));
+    }
+    assert!(answers.iter().all(|a| a.starts_with('w')), "{answers:?}");
+    // One listener in all three processes.
+    let l = socket_inode(root.pid, 3);
+    for w in &pids[1..] {
+        assert_eq!(socket_inode(*w, 3), l, "worker {w} shares the listener");
+    }
+    let nl_after = netlink_entry(socket_inode(root.pid, 4)).expect("netlink socket restored");
+    assert_eq!(nl_after, nl_before, "port id and groups");
+    for w in &pids[1..] {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*w),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+#[test]
+fn a_socket_connected_outside_is_handed_over_with_inherit_fd() {
+    let dir = TestDir::new("sk-inherit");
+    let path = dir.join("log.sock");
+    let logger = UnixDatagram::bind(&path).expect("bind the outside logger");
+    logger
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let prog = build_c("sockets_unix.c", &[]);
+    let out = dir.join("ext.out");
+    let mut p = Proc::spawn(&prog, &["external", &path.to_string_lossy()], &dir, "ext");
+    wait_for_line(&out, "ready");
+    let ino = socket_inode(p.pid, 3);
+    let img = dir.join("img.spirit");
+    dump(p.pid, &img, &["--ext-unix-inherit"]).ok("dump with inherit");
+    p.reap();
+
+    // Without the descriptor the restore is refused naming the key to give.
+    let key = format!("socket:[{ino}]");
+    let (run, _) = restore(&img, &[]);
+    run.fails(
+        1,
+        &["--inherit-fd", &key],
+        "restore without the inherited socket",
+    );
+
+    // A new socket connected to the logger, given as our fd N (inherited by spirit).
+    let given = UnixDatagram::unbound().unwrap();
+    given.connect(&path).unwrap();
+    use std::os::fd::AsRawFd;
+    let n = given.as_raw_fd();
+    nix::fcntl::fcntl(
+        n,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    let arg = format!("fd[{n}]:{key}");
+    let _r = restore_ok(&img, &["--inherit-fd", &arg]);
+    drop(given);
+    let mut buf = [0u8; 64];
+    let got = logger.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..got], b"log-1", "sent before the checkpoint");
+    go(&dir);
+    wait_for_line(&out, "ext ok");
+    let got = logger
+        .recv(&mut buf)
+        .expect("log-2 through the given socket");
+    assert_eq!(&buf[..got], b"log-2");
+}

@@ -13,13 +13,17 @@
  *               connected but is not accepted yet.
  *   external PATH — a datagram socket connected to PATH (outside the tree), one
  *               datagram sent before the checkpoint, one after.
- *   solo      — one process holding a unix stream socketpair (for `spirit show`). */
+ *   solo      — one process holding a unix stream socketpair (for `spirit show`).
+ *   prefork   — the parent listens on ./pf.sock and holds a NETLINK_ROUTE socket
+ *               joined to RTMGRP_LINK; two workers share the listener, each accepting
+ *               clients and answering "wN:<what the client sent>". */
 #include "files_common.h"
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <linux/netlink.h>
 
 static void sync_wait(int p[2]) { char c; close(p[1]); check(read(p[0], &c, 1) == 1, "sync"); close(p[0]); }
 static void sync_post(int p[2]) { close(p[0]); check(write(p[1], "x", 1) == 1, "sync"); close(p[1]); }
@@ -222,7 +226,43 @@ static int external_mode(const char *path) {
     return 0;
 }
 
+static int prefork_mode(void) {
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    strcpy(a.sun_path, "pf.sock");
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    check(bind(l, (struct sockaddr *)&a, sizeof a) == 0, "bind");
+    check(listen(l, 16) == 0, "listen");
+    int nl = socket(AF_NETLINK, SOCK_RAW, 0);
+    struct sockaddr_nl sn = {.nl_family = AF_NETLINK, .nl_groups = 1};
+    check(nl >= 0 && bind(nl, (struct sockaddr *)&sn, sizeof sn) == 0, "netlink");
+    pid_t w[2];
+    for (int i = 0; i < 2; i++) {
+        w[i] = fork();
+        if (w[i] == 0) {
+            close(nl);
+            for (;;) {
+                int c = accept(l, NULL, NULL);
+                if (c < 0) continue;
+                char buf[64];
+                ssize_t n = read(c, buf, sizeof buf - 8);
+                if (n > 0) {
+                    char out[80];
+                    int m = snprintf(out, sizeof out, "w%d:%.*s", i + 1, (int)n, buf);
+                    check(write(c, out, m) == m, "answer");
+                }
+                close(c);
+            }
+        }
+    }
+    FILE *pf = fopen("pids", "w");
+    fprintf(pf, "%d %d %d\n", getpid(), w[0], w[1]);
+    fclose(pf);
+    say("ready\n");
+    for (;;) pause();
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "prefork") == 0) return prefork_mode();
     if (argc > 1 && strcmp(argv[1], "pair") == 0) return pair_mode();
     if (argc > 1 && strcmp(argv[1], "server") == 0) return server_mode();
     if (argc > 2 && strcmp(argv[1], "external") == 0) return external_mode(argv[2]);
