@@ -117,15 +117,11 @@ fn dump_process(st: &mut tree::DumpState, ctx: &mut DumpCtx<'_>) -> Result<Optio
             }
             libc::AF_NETLINK => Payload::Netlink(netlink::dump(&copy, pid, e.fd)?),
             d => {
-                return Err(Error::Dump {
+                return Err(Error::UnsupportedFd {
                     pid,
-                    msg: format!(
-                        "fd {} is {} ({}), which spirit does not checkpoint; close it in the program or leave it out with --skip-fd {}",
-                        e.fd,
-                        domain_name(d),
-                        e.target,
-                        e.fd
-                    ),
+                    fd: e.fd,
+                    kind: domain_name(d),
+                    target: e.target.clone(),
                 })
             }
         };
