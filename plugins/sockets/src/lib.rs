@@ -175,9 +175,25 @@ impl Plugin for SocketsPlugin {
         create::in_child(state_ref(state)?, &Section::decode(section)?)
     }
 
+    fn finish(
+        &self,
+        state: &mut TreeState,
+        process: &spirit_core::model::ProcessImage,
+        section: &[u8],
+    ) -> Result<()> {
+        let plan = state_mut::<tree::Plan>(state)?;
+        for s in Section::decode(section)?.sockets {
+            if let Payload::Inet(rec) = &s.payload {
+                inet::finish(&mut plan.inet, process.pid, s.fd, rec)?;
+            }
+        }
+        Ok(())
+    }
+
     fn restore_end(&self, state: &mut TreeState, ok: bool) {
-        if !ok {
-            if let Ok(plan) = state_mut::<tree::Plan>(state) {
+        if let Ok(plan) = state_mut::<tree::Plan>(state) {
+            plan.inet.end(ok);
+            if !ok {
                 tree::clean_files(plan);
             }
         }

@@ -82,6 +82,7 @@ pub struct Plan {
     pub end: i32,
     /// Socket files a restore binds: (path, the inode there before the restore).
     pub files: Vec<(String, Option<u64>)>,
+    pub inet: crate::inet::RestoreTree,
 }
 
 fn lca(tree: &TreeView<'_>, holders: &[i32]) -> Option<i32> {
@@ -250,6 +251,7 @@ pub fn plan(tree: &TreeView<'_>, park: &mut Parking) -> Result<Plan> {
         inherit,
         end: next,
         files,
+        inet: crate::inet::RestoreTree::new(tree)?,
     })
 }
 

@@ -59,3 +59,20 @@ pub fn restore(_rec: &InetRecord) -> Result<OwnedFd> {
 pub fn show(r: &InetRecord) -> Value {
     json!({"family": r.family, "type": r.ty, "protocol": r.protocol})
 }
+
+/// Tree-level inet state of a restore (made at plan time).
+pub struct RestoreTree;
+
+impl RestoreTree {
+    pub fn new(_tree: &spirit_core::plugin::TreeView<'_>) -> Result<RestoreTree> {
+        Ok(RestoreTree)
+    }
+
+    /// Once the restore ended (`ok`: the tree runs), also on failure.
+    pub fn end(&mut self, _ok: bool) {}
+}
+
+/// After the tree runs: what is left to do for socket `fd` of `pid` (TCP_REPAIR off).
+pub fn finish(_st: &mut RestoreTree, _pid: i32, _fd: i32, _rec: &InetRecord) -> Result<()> {
+    Ok(())
+}
