@@ -267,3 +267,148 @@ pub fn clean_files(plan: &Plan) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Options, Unix};
+    use spirit_core::model::{ProcessImage, Section as CoreSection, TreeNode};
+    use spirit_core::restore::{InheritFd, RestoreOptions};
+
+    fn node(pid: i32, ppid: i32) -> TreeNode {
+        TreeNode {
+            pid,
+            ppid,
+            threads: vec![pid],
+            pgid: 1,
+            sid: 1,
+            zombie: false,
+            exit_status: 0,
+        }
+    }
+
+    fn sock(fd: i32, inode: u64, payload: Payload) -> Socket {
+        Socket {
+            fd,
+            flags: 2,
+            cloexec: false,
+            inode,
+            dup_of: None,
+            opts: Options::default(),
+            payload,
+        }
+    }
+
+    fn unix(peer: u64, kind: PeerKind) -> Payload {
+        Payload::Unix(Unix {
+            ty: 1,
+            state: 1,
+            peer,
+            peer_kind: kind,
+            ..Default::default()
+        })
+    }
+
+    fn proc(pid: i32, sockets: Vec<Socket>) -> ProcessImage {
+        ProcessImage {
+            pid,
+            fd_end: 10,
+            sections: vec![CoreSection {
+                plugin: crate::NAME.into(),
+                version: crate::VERSION,
+                data: Section { sockets }.encode(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_pair_between_siblings_and_a_shared_listener() {
+        // 1 ─┬─ 2 (pair end 100 at fd 3; listener 300 at fd 5, shared with 1)
+        //    └─ 3 (pair end 200 at fd 4)
+        let listener = Payload::Unix(Unix {
+            ty: 1,
+            state: crate::unix::TCP_LISTEN,
+            name: b"\0srv".to_vec(),
+            backlog: 5,
+            ..Default::default()
+        });
+        let nodes = vec![node(1, 0), node(2, 1), node(3, 1)];
+        let procs = vec![
+            proc(1, vec![sock(6, 300, listener)]),
+            proc(
+                2,
+                vec![
+                    sock(3, 100, unix(200, PeerKind::InTree)),
+                    sock(5, 300, Payload::Dup),
+                ],
+            ),
+            proc(3, vec![sock(4, 200, unix(100, PeerKind::InTree))]),
+        ];
+        let opts = RestoreOptions::default();
+        let tree = TreeView {
+            nodes: &nodes,
+            procs: &procs,
+            opts: &opts,
+        };
+        let plan = plan(&tree, &mut Parking::new(&tree)).unwrap();
+        let creators: Vec<(Vec<u64>, i32)> = plan
+            .groups
+            .iter()
+            .map(|g| (g.members.clone(), g.creator))
+            .collect();
+        assert_eq!(creators, vec![(vec![300], 1), (vec![100, 200], 1)]);
+        let slots: Vec<i32> = [300, 100, 200].iter().map(|i| plan.objs[i].slot).collect();
+        assert_eq!(slots, vec![10, 11, 12], "parked above every fd of the tree");
+        assert_eq!(plan.objs[&300].holders, vec![(1, 6), (2, 5)]);
+        assert_eq!(plan.end, 13);
+    }
+
+    #[test]
+    fn an_external_socket_to_inherit_needs_its_descriptor() {
+        let nodes = vec![node(1, 0)];
+        let procs = vec![proc(1, vec![sock(3, 77, unix(5, PeerKind::Inherit))])];
+        let mut opts = RestoreOptions::default();
+        let tree = TreeView {
+            nodes: &nodes,
+            procs: &procs,
+            opts: &opts,
+        };
+        let e = plan(&tree, &mut Parking::new(&tree))
+            .err()
+            .expect("refused");
+        assert!(
+            e.to_string().contains("--inherit-fd fd[N]:socket:[77]"),
+            "{e}"
+        );
+        opts.inherit_fds.push(InheritFd {
+            fd: 20,
+            key: "socket:[77]".into(),
+        });
+        let tree = TreeView {
+            nodes: &nodes,
+            procs: &procs,
+            opts: &opts,
+        };
+        let mut park = Parking::new(&tree);
+        let plan = plan(&tree, &mut park).unwrap();
+        assert_eq!(plan.inherit[&77], 20);
+        assert!(
+            plan.objs[&77].slot > 20,
+            "parked above the given descriptor"
+        );
+    }
+
+    #[test]
+    fn a_peer_no_process_holds_is_an_error() {
+        let nodes = vec![node(1, 0)];
+        let procs = vec![proc(1, vec![sock(3, 77, unix(78, PeerKind::InTree))])];
+        let opts = RestoreOptions::default();
+        let tree = TreeView {
+            nodes: &nodes,
+            procs: &procs,
+            opts: &opts,
+        };
+        assert!(plan(&tree, &mut Parking::new(&tree)).is_err());
+    }
+}

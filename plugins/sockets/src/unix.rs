@@ -327,7 +327,13 @@ pub fn bind(sock: &OwnedFd, u: &Unix, what: &str) -> Result<Option<String>> {
         return Ok(None);
     };
     if let Ok(md) = std::fs::symlink_metadata(&f.path) {
+        if !f.present {
+            // Its file was unlinked or replaced after it bound: whatever is at the path
+            // now is someone else's; the socket comes back without its name.
+            return Ok(None);
+        }
         if md.file_type().is_socket_like() {
+            // The file the original left behind (it does not remove it on exit).
             std::fs::remove_file(&f.path).map_err(|e| {
                 restore_err(
                     what,
