@@ -7,7 +7,8 @@
  *               for the parent; the parent's "F" queued for the child with a file
  *               descriptor in flight, data.txt read up to offset 3), a seqpacket pair
  *               (2 packets queued for the parent) and an abstract datagram name the
- *               parent is bound to (the child connected to it, one datagram queued).
+ *               parent is bound to (the child connected to it, one datagram queued),
+ *               and a stream pair the child shut for writing after "bye".
  *   server    — the parent listens on ./srv.sock (mode 0600); child A is accepted,
  *               with "req-A" queued for the parent and "resp-A" for A; child B has
  *               connected but is not accepted yet.
@@ -73,7 +74,8 @@ static socklen_t abstract_addr(struct sockaddr_un *a, int pid) {
 }
 
 static int pair_mode(void) {
-    int d[2], s[2], q[2], sy[2];
+    int d[2], s[2], q[2], h[2], sy[2];
+    check(socketpair(AF_UNIX, SOCK_STREAM, 0, h) == 0, "half-closed pair");
     check(socketpair(AF_UNIX, SOCK_DGRAM, 0, d) == 0, "dgram pair");
     check(socketpair(AF_UNIX, SOCK_STREAM, 0, s) == 0, "stream pair");
     check(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, q) == 0, "seqpacket pair");
@@ -86,7 +88,8 @@ static int pair_mode(void) {
     check(pipe(sy) == 0, "pipe");
     pid_t c = fork();
     if (c == 0) {
-        close(d[0]); close(s[0]); close(q[0]); close(abs);
+        close(d[0]); close(s[0]); close(q[0]); close(h[0]); close(abs);
+        check(write(h[1], "bye", 3) == 3 && shutdown(h[1], SHUT_WR) == 0, "half close");
         int ac = socket(AF_UNIX, SOCK_DGRAM, 0);
         check(connect(ac, (struct sockaddr *)&ab, ablen) == 0, "connect abstract");
         check(send(ac, "abs-1", 5, 0) == 5, "send abs");
@@ -102,13 +105,15 @@ static int pair_mode(void) {
         check(read(f, buf, sizeof buf) == 7 && strcmp(buf, "3456789") == 0, "file in flight read %s", buf);
         int pc = 0; socklen_t l = sizeof pc;
         check(getsockopt(s[1], SOL_SOCKET, SO_PASSCRED, &pc, &l) == 0 && pc == 1, "SO_PASSCRED kept");
+        errno = 0;
+        check(send(h[1], "x", 1, MSG_NOSIGNAL) == -1 && errno == EPIPE, "still shut for writing");
         check(send(d[1], "after", 5, 0) == 5, "send after");
         check(send(ac, "abs-2", 5, 0) == 5, "send abs after");
         check(write(s[1], "more", 4) == 4, "stream after");
         say("child ok\n");
         _exit(0);
     }
-    close(d[1]); close(s[1]); close(q[1]);
+    close(d[1]); close(s[1]); close(q[1]); close(h[1]);
     sync_wait(sy);
     check(send(d[0], "one", 3, 0) == 3 && send(d[0], "two!", 4, 0) == 4 && send(d[0], "three", 5, 0) == 5, "dgrams");
     int f = open("data.txt", O_RDONLY);
@@ -130,6 +135,8 @@ static int pair_mode(void) {
     expect(d[0], "after", "datagram after");
     expect(abs, "abs-2", "abstract 2");
     check(read(s[0], buf, 4) == 4 && memcmp(buf, "more", 4) == 0, "stream after");
+    check(read(h[0], buf, 8) == 3 && memcmp(buf, "bye", 3) == 0, "bye before the end");
+    check(read(h[0], buf, 8) == 0, "end of stream after bye");
     int st;
     check(waitpid(c, &st, 0) == c, "waitpid");
     say("parent ok child-status=%d\n", st);
