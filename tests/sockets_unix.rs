@@ -181,7 +181,14 @@ fn a_datagram_socket_connected_outside_is_refused_then_reconnected() {
     assert!(p.alive(), "a refused checkpoint leaves the process running");
     assert!(!img.exists());
 
-    dump(p.pid, &img, &["--ext-unix-reconnect"]).ok("dump with reconnect");
+    // A selector for another peer does not cover this one.
+    dump(p.pid, &img, &["--ext-unix-reconnect=/run/not-this-one"]).fails(
+        1,
+        &["fd 3", "outside the checkpointed tree"],
+        "dump with reconnect for another peer",
+    );
+    let only_this = format!("--ext-unix-reconnect={}", path.to_string_lossy());
+    dump(p.pid, &img, &[&only_this]).ok("dump with reconnect for this peer");
     p.reap();
     let v = show(&img);
     let s = &sockets_of(&v, p.pid)[0];
