@@ -7,7 +7,7 @@
 //! Errors name the call (task 0 = this process).
 
 use crate::error::{check, Result};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockFlag, UnixAddr};
+use nix::sys::socket::{MsgFlags, SockFlag};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// `getsockopt(fd, level, name)` into `buf`; returns the length the kernel reported
@@ -110,78 +110,66 @@ pub struct Received {
 }
 
 /// `recvmsg(fd, buf, flags | MSG_CMSG_CLOEXEC)` taking the descriptors passed with the
-/// message (SCM_RIGHTS; with MSG_PEEK they are copies, the message keeps its own).
-/// `want_from`: ask for the sender's name (datagram sockets; a stream socket gives none).
-pub fn recv_with_fds(
-    fd: BorrowedFd<'_>,
-    buf: &mut [u8],
-    flags: MsgFlags,
-    want_from: bool,
-) -> Result<Received> {
-    if !want_from {
-        return recv_inner::<()>(fd, buf, flags);
-    }
-    recv_inner::<UnixAddr>(fd, buf, flags)
-}
-
-trait FromName {
-    fn name_bytes(&self) -> Vec<u8>;
-}
-
-impl FromName for () {
-    fn name_bytes(&self) -> Vec<u8> {
-        Vec::new()
-    }
-}
-
-impl FromName for UnixAddr {
-    fn name_bytes(&self) -> Vec<u8> {
-        match (self.path(), self.as_abstract()) {
-            (Some(p), _) => p.as_os_str().as_encoded_bytes().to_vec(),
-            (None, Some(n)) => {
-                let mut v = vec![0u8];
-                v.extend_from_slice(n);
-                v
-            }
-            _ => Vec::new(),
-        }
-    }
-}
-
-fn recv_inner<S: nix::sys::socket::SockaddrLike + FromName>(
-    fd: BorrowedFd<'_>,
-    buf: &mut [u8],
-    flags: MsgFlags,
-) -> Result<Received> {
-    let mut cmsg = nix::cmsg_space!([RawFd; 253]);
-    let mut iov = [std::io::IoSliceMut::new(buf)];
-    let msg = recvmsg::<S>(
-        fd.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        flags | MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|errno| crate::Error::Sys {
-        call: "recvmsg",
-        tid: 0,
-        errno,
-    })?;
+/// message (SCM_RIGHTS; with MSG_PEEK they are copies, the message keeps its own) and
+/// the sender's name (datagram sockets; empty when unnamed or for a stream).
+pub fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8], flags: MsgFlags) -> Result<Received> {
+    const FDS: usize = 253;
+    // Room for one SCM_RIGHTS of 253 descriptors and one SCM_CREDENTIALS, aligned.
+    let mut control = vec![0u64; (FDS * 4 + 64) / 8 + 8];
+    // SAFETY: an all-zero sockaddr_un is a valid value.
+    let mut name: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid value; its pointers are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut name as *mut libc::sockaddr_un).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len() * 8;
+    // SAFETY: every pointer in `msg` points at live buffers of the sizes given.
+    let ret = unsafe {
+        libc::recvmsg(
+            fd.as_raw_fd(),
+            &mut msg,
+            (flags | MsgFlags::MSG_CMSG_CLOEXEC).bits(),
+        )
+    };
+    let len = check("recvmsg", 0, ret as i64)? as usize;
     let mut fds = Vec::new();
-    if let Ok(cmsgs) = msg.cmsgs() {
-        for c in cmsgs {
-            if let ControlMessageOwned::ScmRights(v) = c {
-                for raw in v {
-                    // SAFETY: the kernel just installed `raw` in this process for this
-                    // message; nothing else owns it.
-                    fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+    // SAFETY: the kernel filled `msg_controllen` bytes of `control` with well-formed
+    // control messages; CMSG_FIRSTHDR/NXTHDR stay within it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c) as *const RawFd;
+                let n = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
+                for i in 0..n {
+                    // The kernel just installed this descriptor here for this message;
+                    // nothing else owns it.
+                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
                 }
             }
+            c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    let from = msg.address.map(|a| a.name_bytes()).unwrap_or_default();
+    let off = std::mem::offset_of!(libc::sockaddr_un, sun_path);
+    let nlen = (msg.msg_namelen as usize)
+        .saturating_sub(off)
+        .min(name.sun_path.len());
+    let mut from: Vec<u8> = name.sun_path[..nlen].iter().map(|&c| c as u8).collect();
+    if from.first() != Some(&0) {
+        while from.last() == Some(&0) {
+            from.pop();
+        }
+    }
     Ok(Received {
-        len: msg.bytes,
-        truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
+        len,
+        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
         fds,
         from,
     })

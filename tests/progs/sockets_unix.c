@@ -7,7 +7,9 @@
  *               for the parent; the parent's "F" queued for the child with a file
  *               descriptor in flight, data.txt read up to offset 3), a seqpacket pair
  *               (2 packets queued for the parent) and an abstract datagram name the
- *               parent is bound to (the child connected to it, one datagram queued),
+ *               parent is bound to (the child connected to it, one datagram queued,
+ *               then one more sent from the child's own abstract name: the sender's
+ *               name is checked),
  *               and a stream pair the child shut for writing after "bye".
  *   server    — the parent listens on ./srv.sock (mode 0600); child A is accepted,
  *               with "req-A" queued for the parent and "resp-A" for A; child B has
@@ -93,6 +95,13 @@ static int pair_mode(void) {
         int ac = socket(AF_UNIX, SOCK_DGRAM, 0);
         check(connect(ac, (struct sockaddr *)&ab, ablen) == 0, "connect abstract");
         check(send(ac, "abs-1", 5, 0) == 5, "send abs");
+        struct sockaddr_un cn_addr;
+        socklen_t cn_len = abstract_addr(&cn_addr, getppid());
+        cn_addr.sun_path[cn_len - offsetof(struct sockaddr_un, sun_path)] = 'c';
+        cn_len++;
+        int cn = socket(AF_UNIX, SOCK_DGRAM, 0);
+        check(bind(cn, (struct sockaddr *)&cn_addr, cn_len) == 0, "bind named sender");
+        check(sendto(cn, "named-1", 7, 0, (struct sockaddr *)&ab, ablen) == 7, "sendto abs");
         check(write(s[1], "hello", 5) == 5, "stream");
         check(send(q[1], "pkt1", 4, 0) == 4 && send(q[1], "pkt22", 5, 0) == 5, "seqpacket");
         sync_post(sy);
@@ -132,6 +141,14 @@ static int pair_mode(void) {
     expect(q[0], "pkt1", "packet 1");
     expect(q[0], "pkt22", "packet 2");
     expect(abs, "abs-1", "abstract 1");
+    struct sockaddr_un from = {0};
+    socklen_t fl = sizeof from;
+    char nb[16] = {0};
+    check(recvfrom(abs, nb, sizeof nb, 0, (struct sockaddr *)&from, &fl) == 7 && memcmp(nb, "named-1", 7) == 0, "named datagram");
+    char want[64];
+    int wl = snprintf(want, sizeof want, "spirit-test-%dc", getpid());
+    check(fl == offsetof(struct sockaddr_un, sun_path) + 1 + wl && from.sun_path[0] == 0 &&
+          memcmp(from.sun_path + 1, want, wl) == 0, "sender name kept (%d bytes: %.*s)", (int)fl, (int)(fl > 3 ? fl - 3 : 0), from.sun_path + 1);
     expect(d[0], "after", "datagram after");
     expect(abs, "abs-2", "abstract 2");
     check(read(s[0], buf, 4) == 4 && memcmp(buf, "more", 4) == 0, "stream after");

@@ -195,9 +195,20 @@ fn build(plan: &Plan, g: &Group) -> Result<HashMap<u64, OwnedFd>> {
             };
             queue::refill(&made[&u.peer], to.as_ref(), &u.queue, &w)?;
         } else if !u.name.is_empty() {
+            // Each datagram from the socket of the group that sent it, else from an
+            // unnamed one.
             let tmp = unix::new_socket(u, &w)?;
             let to = unix::addr_of(&listen_name(u), &w)?;
-            queue::refill(&tmp, Some(&to), &u.queue, &w)?;
+            for m in &u.queue {
+                let sender = unixes
+                    .iter()
+                    .find(|(s, su)| {
+                        *s != *ino && !m.from.is_empty() && own_name(su) && su.name == m.from
+                    })
+                    .and_then(|(s, _)| made.get(s))
+                    .unwrap_or(&tmp);
+                queue::refill(sender, Some(&to), std::slice::from_ref(m), &w)?;
+            }
         } else {
             return Err(Error::Restore(format!(
                 "{w}: it has data to read but no peer and no name to send it to"

@@ -6,9 +6,9 @@
 //! run of stream data at a time, with the descriptors in flight (SCM_RIGHTS) each
 //! message carries. Those are kept when they can be opened again by path (regular
 //! files, directories, devices), else the checkpoint is refused naming them.
-//! At restore the messages are sent again, in order, from the peer end. A datagram's
-//! sender name is not asked for (nix cannot parse an unnamed sender's empty address):
-//! datagrams queued on an unconnected socket arrive from an unnamed socket after restore.
+//! At restore the messages are sent again, in order, from the peer end, or for a
+//! datagram socket that is not connected, from the socket of the tree whose name the
+//! datagram came from (else from an unnamed socket).
 
 use crate::model::{InFlight, Message};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
@@ -50,7 +50,6 @@ fn peek_loop(sock: &OwnedFd, ty: u8, pid: i32, what: &str) -> Result<Vec<Message
             sock.as_fd(),
             &mut buf,
             MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
-            false,
         ) {
             Ok(r) => r,
             Err(e) if e.errno() == Some(nix::errno::Errno::EAGAIN) => break,

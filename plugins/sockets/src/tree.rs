@@ -147,6 +147,15 @@ pub fn plan(tree: &TreeView<'_>, park: &mut Parking) -> Result<Plan> {
             }
         }
     }
+    // Sockets by the name they bound themselves: the senders of queued datagrams.
+    let mut named: HashMap<Vec<u8>, u64> = HashMap::new();
+    for ino in &order {
+        if let Payload::Unix(u) = &objs[ino].rec.payload {
+            if !u.name.is_empty() && !u.name_inherited {
+                named.insert(u.name.clone(), *ino);
+            }
+        }
+    }
     let mut inherit = HashMap::new();
     let mut uf = Uf(HashMap::new());
     let mut files = Vec::new();
@@ -202,6 +211,14 @@ pub fn plan(tree: &TreeView<'_>, park: &mut Parking) -> Result<Plan> {
                 inherit.insert(*ino, given.fd);
             }
             _ => {}
+        }
+        if u.ty as i32 == libc::SOCK_DGRAM && u.peer_kind == PeerKind::None {
+            // Datagrams queued from named sockets of the tree are sent again by them.
+            for m in &u.queue {
+                if let Some(s) = named.get(&m.from).filter(|s| **s != *ino) {
+                    uf.union(*ino, *s);
+                }
+            }
         }
         if u.name_inherited {
             let listener = order.iter().find(|l| {
