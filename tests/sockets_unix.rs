@@ -374,3 +374,17 @@ fn a_socket_connected_outside_is_handed_over_with_inherit_fd() {
         .expect("log-2 through the given socket");
     assert_eq!(&buf[..got], b"log-2");
 }
+
+#[test]
+fn a_pipe_in_flight_is_refused_naming_it() {
+    let dir = TestDir::new("sk-inflight");
+    let prog = build_c("sockets_unix.c", &[]);
+    let p = Proc::spawn(&prog, &["inflight"], &dir, "inflight");
+    wait_for_line(&dir.join("inflight.out"), "ready");
+    dump(p.pid, &dir.join("img.spirit"), &[]).fails(
+        1,
+        &[&p.pid.to_string(), "in flight", "pipe:["],
+        "dump with a pipe in flight",
+    );
+    assert!(p.alive(), "the process runs on");
+}

@@ -17,6 +17,7 @@
  *   external PATH — a datagram socket connected to PATH (outside the tree), one
  *               datagram sent before the checkpoint, one after.
  *   solo      — one process holding a unix stream socketpair (for `spirit show`).
+ *   inflight  — one process with a pipe's read end in flight on a socketpair (refused).
  *   prefork   — the parent listens on ./pf.sock and holds a NETLINK_ROUTE socket
  *               joined to RTMGRP_LINK; two workers share the listener, each accepting
  *               clients and answering "wN:<what the client sent>". */
@@ -287,6 +288,18 @@ static int prefork_mode(void) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "prefork") == 0) return prefork_mode();
+    if (argc > 1 && strcmp(argv[1], "inflight") == 0) {
+        int p[2], q[2];
+        check(socketpair(AF_UNIX, SOCK_STREAM, 0, p) == 0 && pipe(q) == 0, "pair, pipe");
+        send_fd(p[0], q[0]);
+        close(q[0]);
+        close(q[1]);
+        FILE *pf = fopen("pids", "w");
+        fprintf(pf, "%d\n", getpid());
+        fclose(pf);
+        say("ready\n");
+        for (;;) pause();
+    }
     if (argc > 1 && strcmp(argv[1], "pair") == 0) return pair_mode();
     if (argc > 1 && strcmp(argv[1], "server") == 0) return server_mode();
     if (argc > 2 && strcmp(argv[1], "external") == 0) return external_mode(argv[2]);
