@@ -388,3 +388,28 @@ fn a_pipe_in_flight_is_refused_naming_it() {
     );
     assert!(p.alive(), "the process runs on");
 }
+
+#[test]
+fn a_socket_in_flight_with_its_own_queue() {
+    let dir = TestDir::new("sk-passsock");
+    let prog = build_c("sockets_unix.c", &[]);
+    let out = dir.join("passsock.out");
+    let mut p = Proc::spawn(&prog, &["passsock"], &dir, "passsock");
+    wait_for_line(&out, "ready");
+    let img = dir.join("img.spirit");
+    dump(p.pid, &img, &[]).ok("dump with a socket in flight");
+    p.reap();
+    let v = show(&img);
+    let proc_ = &v["processes"][0]["sections"]["sockets"]["content"];
+    let flying = proc_["in_flight"]
+        .as_array()
+        .expect("a socket in flight recorded");
+    assert_eq!(flying[0]["queued"], 1, "{flying:?}");
+    go(&dir);
+    let _r = restore_ok(&img, &[]);
+    wait_until("passsock ok", TIMEOUT, || {
+        let l = read_log(&out);
+        l.contains("passsock ok") || l.contains("FAIL")
+    });
+    assert!(read_log(&out).contains("passsock ok"), "{}", read_log(&out));
+}

@@ -18,6 +18,9 @@
  *               datagram sent before the checkpoint, one after.
  *   solo      — one process holding a unix stream socketpair (for `spirit show`).
  *   inflight  — one process with a pipe's read end in flight on a socketpair (refused).
+ *   passsock  — one process: a datagram pair x, "via-x" queued on x[1], and x[1] in
+ *               flight on a stream pair c (then closed): after the restore it
+ *               receives x[1] and reads "via-x", and the pair still works.
  *   prefork   — the parent listens on ./pf.sock and holds a NETLINK_ROUTE socket
  *               joined to RTMGRP_LINK; two workers share the listener, each accepting
  *               clients and answering "wN:<what the client sent>". */
@@ -288,6 +291,24 @@ static int prefork_mode(void) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "prefork") == 0) return prefork_mode();
+    if (argc > 1 && strcmp(argv[1], "passsock") == 0) {
+        int c[2], x[2];
+        check(socketpair(AF_UNIX, SOCK_STREAM, 0, c) == 0 && socketpair(AF_UNIX, SOCK_DGRAM, 0, x) == 0, "pairs");
+        check(send(x[0], "via-x", 5, 0) == 5, "queue on x");
+        send_fd(c[0], x[1]);
+        close(x[1]);
+        FILE *pf = fopen("pids", "w");
+        fprintf(pf, "%d\n", getpid());
+        fclose(pf);
+        say("ready\n");
+        wait_for_go();
+        int got = recv_fd(c[1]);
+        expect(got, "via-x", "queued on the socket in flight");
+        check(send(got, "back", 4, 0) == 4, "send back");
+        expect(x[0], "back", "the pair still works");
+        say("passsock ok\n");
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "inflight") == 0) {
         int p[2], q[2];
         check(socketpair(AF_UNIX, SOCK_STREAM, 0, p) == 0 && pipe(q) == 0, "pair, pipe");

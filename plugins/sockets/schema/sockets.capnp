@@ -6,6 +6,9 @@ using Inet = import "inet.capnp";
 
 struct Sockets {
   sockets @0 :List(Socket);
+  # Sockets no process holds, only in flight (SCM_RIGHTS) in a queue of one of this
+  # process's sockets (`fd` is -1): made again and sent along at restore.
+  inflight @1 :List(Socket);
 }
 
 struct Socket {
@@ -96,6 +99,7 @@ struct InFlight {
   path @0 :Text;          # regular files, directories, devices: reopened by path
   flags @1 :UInt32;
   pos @2 :UInt64;
+  socket @3 :UInt64;      # a unix socket (its inode): held in the tree or in `inflight`
 }
 
 struct Netlink {

@@ -18,10 +18,10 @@ fn what(plan: &Plan, ino: u64) -> String {
         Payload::Netlink(_) => "netlink socket".into(),
         Payload::Dup => "socket".into(),
     };
-    format!(
-        "process {} fd {}: {kind} socket:[{ino}]",
-        o.holders[0].0, o.holders[0].1
-    )
+    match o.holders.first() {
+        Some((pid, fd)) => format!("process {pid} fd {fd}: {kind} socket:[{ino}]"),
+        None => format!("{kind} socket:[{ino}] in flight"),
+    }
 }
 
 fn unix_of(plan: &Plan, ino: u64) -> Option<&Unix> {
@@ -185,7 +185,7 @@ fn build(plan: &Plan, g: &Group) -> Result<HashMap<u64, OwnedFd>> {
         }
         let w = what(plan, *ino);
         if let Some(end) = orphan_ends.get(ino) {
-            queue::refill(end, None, &u.queue, &w)?;
+            queue::refill(end, None, &u.queue, &w, &made)?;
         } else if u.peer_kind == PeerKind::InTree && made.contains_key(&u.peer) {
             let back = unix_of(plan, u.peer).is_some_and(|p| p.peer == *ino);
             let to = if back {
@@ -193,7 +193,7 @@ fn build(plan: &Plan, g: &Group) -> Result<HashMap<u64, OwnedFd>> {
             } else {
                 Some(unix::addr_of(&listen_name(u), &w)?)
             };
-            queue::refill(&made[&u.peer], to.as_ref(), &u.queue, &w)?;
+            queue::refill(&made[&u.peer], to.as_ref(), &u.queue, &w, &made)?;
         } else if !u.name.is_empty() {
             // Each datagram from the socket of the group that sent it, else from an
             // unnamed one.
@@ -207,7 +207,7 @@ fn build(plan: &Plan, g: &Group) -> Result<HashMap<u64, OwnedFd>> {
                     })
                     .and_then(|(s, _)| made.get(s))
                     .unwrap_or(&tmp);
-                queue::refill(sender, Some(&to), std::slice::from_ref(m), &w)?;
+                queue::refill(sender, Some(&to), std::slice::from_ref(m), &w, &made)?;
             }
         } else {
             return Err(Error::Restore(format!(

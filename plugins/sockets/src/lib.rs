@@ -7,7 +7,9 @@
 //! process each socket fd is claimed and recorded from a `pidfd_getfd` copy: the common
 //! record (fd, status flags, close-on-exec, inode, options) and the family's payload
 //! (`unix.rs` with its queued data from `queue.rs`, `netlink.rs`, `inet`). A socket
-//! held by several processes is recorded in full once, the others name its inode.
+//! held by several processes is recorded in full once, the others name its inode; a
+//! unix socket no process holds but that is in flight (SCM_RIGHTS) in a queue is
+//! recorded in full in the section of the process whose queue carries it.
 //! Packet and raw sockets, and unix sockets connected outside the tree (unless the user
 //! said how to treat them), are refused naming the process, the fd and both ends.
 //!
@@ -68,6 +70,7 @@ fn dump_process(st: &mut tree::DumpState, ctx: &mut DumpCtx<'_>) -> Result<Optio
     let pid = ctx.remote.pid;
     let mut sec = Section::default();
     let mut pidfd = None;
+    let mut in_flight = Vec::new();
     for e in ctx.fds.iter_mut().filter(|e| e.kind == FdKind::Socket) {
         let common = |payload| Socket {
             fd: e.fd,
@@ -111,7 +114,11 @@ fn dump_process(st: &mut tree::DumpState, ctx: &mut DumpCtx<'_>) -> Result<Optio
             msg: format!("fd {}: SO_DOMAIN: {err}", e.fd),
         })?;
         let payload = match domain {
-            libc::AF_UNIX => Payload::Unix(unix::dump(st, pid, e.fd, e.ino, &copy)?),
+            libc::AF_UNIX => {
+                let (u, socks) = unix::dump(st, pid, e.fd, e.ino, &copy)?;
+                in_flight.extend(socks);
+                Payload::Unix(u)
+            }
             libc::AF_INET | libc::AF_INET6 => {
                 Payload::Inet(inet::dump(pid, e.fd, &copy, &mut st.inet)?)
             }
@@ -130,6 +137,28 @@ fn dump_process(st: &mut tree::DumpState, ctx: &mut DumpCtx<'_>) -> Result<Optio
         st.recorded.insert(e.ino);
         sec.sockets.push(s);
         e.claimed = true;
+    }
+    // Sockets in flight that no process of the tree holds: recorded in full here (and
+    // those in flight in their own queues, in turn).
+    while let Some((ino, copy)) = in_flight.pop() {
+        if st.holders.contains_key(&ino) || !st.recorded.insert(ino) {
+            continue;
+        }
+        let (u, socks) = unix::dump(st, pid, -1, ino, &copy)?;
+        in_flight.extend(socks);
+        sec.inflight.push(Socket {
+            fd: -1,
+            flags: nix::fcntl::fcntl(
+                std::os::fd::AsRawFd::as_raw_fd(&copy),
+                nix::fcntl::FcntlArg::F_GETFL,
+            )
+            .unwrap_or(libc::O_RDWR) as u32,
+            cloexec: false,
+            inode: ino,
+            dup_of: None,
+            opts: opts::dump(&copy),
+            payload: Payload::Unix(u),
+        });
     }
     Ok((!sec.sockets.is_empty()).then(|| sec.encode()))
 }
@@ -201,7 +230,11 @@ impl Plugin for SocketsPlugin {
 
     fn show(&self, section: &[u8]) -> Result<Value> {
         let sec = Section::decode(section)?;
-        Ok(json!({ "sockets": sec.sockets.iter().map(show_socket).collect::<Vec<_>>() }))
+        let mut v = json!({ "sockets": sec.sockets.iter().map(show_socket).collect::<Vec<_>>() });
+        if !sec.inflight.is_empty() {
+            v["in_flight"] = json!(sec.inflight.iter().map(show_socket).collect::<Vec<_>>());
+        }
+        Ok(v)
     }
 }
 

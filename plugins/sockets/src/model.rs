@@ -57,6 +57,13 @@ pub struct InFlight {
     pub path: String,
     pub flags: u32,
     pub pos: u64,
+    /// A unix socket in flight (its inode; 0: a file by path).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub socket: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,6 +124,8 @@ pub struct Socket {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Section {
     pub sockets: Vec<Socket>,
+    /// Sockets only in flight in this process's queues.
+    pub inflight: Vec<Socket>,
 }
 
 pub fn bad(msg: impl std::fmt::Display) -> Error {
@@ -132,34 +141,15 @@ fn text(r: capnp::Result<capnp::text::Reader<'_>>) -> Result<String> {
 impl Section {
     pub fn encode(&self) -> Vec<u8> {
         let mut msg = Builder::new_default();
-        let root = msg.init_root::<s::sockets::Builder>();
-        let mut l = root.init_sockets(self.sockets.len() as u32);
-        for (i, k) in self.sockets.iter().enumerate() {
-            let mut b = l.reborrow().get(i as u32);
-            b.set_fd(k.fd);
-            b.set_flags(k.flags);
-            b.set_cloexec(k.cloexec);
-            b.set_inode(k.inode);
-            b.set_dup_of(k.dup_of.unwrap_or(-1));
-            encode_opts(&k.opts, b.reborrow().init_opts());
-            match &k.payload {
-                Payload::Dup => b.set_dup(()),
-                Payload::Unix(u) => encode_unix(u, b.init_unix()),
-                Payload::Inet(rec) => rec.encode(b.init_inet()),
-                Payload::Netlink(n) => {
-                    let mut nb = b.init_netlink();
-                    nb.set_protocol(n.protocol);
-                    nb.set_type(n.ty);
-                    nb.set_portid(n.portid);
-                    nb.set_dst_portid(n.dst_portid);
-                    nb.set_dst_group(n.dst_group);
-                    let mut g = nb.init_groups(n.groups.len() as u32);
-                    for (j, x) in n.groups.iter().enumerate() {
-                        g.set(j as u32, *x);
-                    }
-                }
-            }
-        }
+        let mut root = msg.init_root::<s::sockets::Builder>();
+        encode_list(
+            &self.sockets,
+            root.reborrow().init_sockets(self.sockets.len() as u32),
+        );
+        encode_list(
+            &self.inflight,
+            root.init_inflight(self.inflight.len() as u32),
+        );
         capnp::serialize::write_message_to_words(&msg)
     }
 
@@ -168,45 +158,79 @@ impl Section {
             capnp::serialize::read_message_from_flat_slice(&mut &data[..], ReaderOptions::new())
                 .map_err(bad)?;
         let root = msg.get_root::<s::sockets::Reader>().map_err(bad)?;
-        let mut out = Section::default();
-        for r in root.get_sockets().map_err(bad)?.iter() {
-            let payload = match r.which().map_err(bad)? {
-                s::socket::Dup(()) => Payload::Dup,
-                s::socket::Unix(u) => Payload::Unix(decode_unix(u.map_err(bad)?)?),
-                s::socket::Inet(i) => {
-                    Payload::Inet(crate::inet::InetRecord::decode(i.map_err(bad)?)?)
-                }
-                s::socket::Netlink(n) => {
-                    let n = n.map_err(bad)?;
-                    Payload::Netlink(Netlink {
-                        protocol: n.get_protocol(),
-                        ty: n.get_type(),
-                        portid: n.get_portid(),
-                        groups: n.get_groups().map_err(bad)?.iter().collect(),
-                        dst_portid: n.get_dst_portid(),
-                        dst_group: n.get_dst_group(),
-                    })
-                }
-                s::socket::Packet(_) => {
-                    return Err(bad(format!(
-                        "fd {} is a packet socket, which spirit does not restore",
-                        r.get_fd()
-                    )))
-                }
-            };
-            let dup = r.get_dup_of();
-            out.sockets.push(Socket {
-                fd: r.get_fd(),
-                flags: r.get_flags(),
-                cloexec: r.get_cloexec(),
-                inode: r.get_inode(),
-                dup_of: (dup >= 0).then_some(dup),
-                opts: decode_opts(r.get_opts().map_err(bad)?)?,
-                payload,
-            });
-        }
-        Ok(out)
+        Ok(Section {
+            sockets: decode_list(root.get_sockets().map_err(bad)?)?,
+            inflight: decode_list(root.get_inflight().map_err(bad)?)?,
+        })
     }
+}
+
+fn encode_list(list: &[Socket], mut l: capnp::struct_list::Builder<'_, s::socket::Owned>) {
+    for (i, k) in list.iter().enumerate() {
+        let mut b = l.reborrow().get(i as u32);
+        b.set_fd(k.fd);
+        b.set_flags(k.flags);
+        b.set_cloexec(k.cloexec);
+        b.set_inode(k.inode);
+        b.set_dup_of(k.dup_of.unwrap_or(-1));
+        encode_opts(&k.opts, b.reborrow().init_opts());
+        match &k.payload {
+            Payload::Dup => b.set_dup(()),
+            Payload::Unix(u) => encode_unix(u, b.init_unix()),
+            Payload::Inet(rec) => rec.encode(b.init_inet()),
+            Payload::Netlink(n) => {
+                let mut nb = b.init_netlink();
+                nb.set_protocol(n.protocol);
+                nb.set_type(n.ty);
+                nb.set_portid(n.portid);
+                nb.set_dst_portid(n.dst_portid);
+                nb.set_dst_group(n.dst_group);
+                let mut g = nb.init_groups(n.groups.len() as u32);
+                for (j, x) in n.groups.iter().enumerate() {
+                    g.set(j as u32, *x);
+                }
+            }
+        }
+    }
+}
+
+fn decode_list(list: capnp::struct_list::Reader<'_, s::socket::Owned>) -> Result<Vec<Socket>> {
+    let mut out = Vec::new();
+    for r in list.iter() {
+        let payload = match r.which().map_err(bad)? {
+            s::socket::Dup(()) => Payload::Dup,
+            s::socket::Unix(u) => Payload::Unix(decode_unix(u.map_err(bad)?)?),
+            s::socket::Inet(i) => Payload::Inet(crate::inet::InetRecord::decode(i.map_err(bad)?)?),
+            s::socket::Netlink(n) => {
+                let n = n.map_err(bad)?;
+                Payload::Netlink(Netlink {
+                    protocol: n.get_protocol(),
+                    ty: n.get_type(),
+                    portid: n.get_portid(),
+                    groups: n.get_groups().map_err(bad)?.iter().collect(),
+                    dst_portid: n.get_dst_portid(),
+                    dst_group: n.get_dst_group(),
+                })
+            }
+            s::socket::Packet(_) => {
+                return Err(bad(format!(
+                    "fd {} is a packet socket, which spirit does not restore",
+                    r.get_fd()
+                )))
+            }
+        };
+        let dup = r.get_dup_of();
+        out.push(Socket {
+            fd: r.get_fd(),
+            flags: r.get_flags(),
+            cloexec: r.get_cloexec(),
+            inode: r.get_inode(),
+            dup_of: (dup >= 0).then_some(dup),
+            opts: decode_opts(r.get_opts().map_err(bad)?)?,
+            payload,
+        });
+    }
+    Ok(out)
 }
 
 fn encode_opts(o: &Options, mut b: s::options::Builder<'_>) {
@@ -305,6 +329,7 @@ fn encode_unix(u: &Unix, mut b: s::unix::Builder<'_>) {
             fb.set_path(&f.path);
             fb.set_flags(f.flags);
             fb.set_pos(f.pos);
+            fb.set_socket(f.socket);
         }
     }
 }
@@ -332,6 +357,7 @@ fn decode_unix(r: s::unix::Reader<'_>) -> Result<Unix> {
                 path: text(f.get_path())?,
                 flags: f.get_flags(),
                 pos: f.get_pos(),
+                socket: f.get_socket(),
             });
         }
         queue.push(Message {
@@ -395,6 +421,7 @@ mod tests {
                                 path: "/etc/hostname".into(),
                                 flags: 0,
                                 pos: 2,
+                                socket: 0,
                             }],
                             from: vec![],
                         }],
@@ -432,6 +459,18 @@ mod tests {
                     }),
                 },
             ],
+            inflight: vec![Socket {
+                fd: -1,
+                flags: 2,
+                cloexec: false,
+                inode: 90,
+                dup_of: None,
+                opts: Options::default(),
+                payload: Payload::Unix(Unix {
+                    ty: 2,
+                    ..Default::default()
+                }),
+            }],
         };
         assert_eq!(Section::decode(&sec.encode()).unwrap(), sec);
     }

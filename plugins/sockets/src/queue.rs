@@ -5,7 +5,8 @@
 //! makes each `MSG_PEEK` read continue where the last one ended, one datagram or one
 //! run of stream data at a time, with the descriptors in flight (SCM_RIGHTS) each
 //! message carries. Those are kept when they can be opened again by path (regular
-//! files, directories, devices), else the checkpoint is refused naming them.
+//! files, directories, devices) or are unix sockets (of the tree, or only in flight:
+//! then recorded in full too), else the checkpoint is refused naming them.
 //! At restore the messages are sent again, in order, from the peer end, or for a
 //! datagram socket that is not connected, from the socket of the tree whose name the
 //! datagram came from (else from an unnamed socket).
@@ -14,14 +15,23 @@ use crate::model::{InFlight, Message};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
 use spirit_core::{Error, Result};
 use spirit_kmod::sockopt::{getsockopt_int, recv_with_fds, setsockopt_int};
+use std::collections::HashMap;
 use std::io::{IoSlice, Seek, SeekFrom};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 
 const MAX_MESSAGES: usize = 1 << 16;
 
-/// Every message `sock` has to read (left in place).
-pub fn peek_all(sock: &OwnedFd, ty: u8, pid: i32, what: &str) -> Result<Vec<Message>> {
+/// Unix sockets found in flight: (inode, a copy of it).
+pub type SocketsInFlight = Vec<(u64, OwnedFd)>;
+
+/// Every message `sock` has to read (left in place), and the sockets in flight in them.
+pub fn peek_all(
+    sock: &OwnedFd,
+    ty: u8,
+    pid: i32,
+    what: &str,
+) -> Result<(Vec<Message>, SocketsInFlight)> {
     let fd = sock.as_fd();
     let fail = |step: &str, e: &dyn std::fmt::Display| Error::Dump {
         pid,
@@ -37,7 +47,12 @@ pub fn peek_all(sock: &OwnedFd, ty: u8, pid: i32, what: &str) -> Result<Vec<Mess
     Ok(got)
 }
 
-fn peek_loop(sock: &OwnedFd, ty: u8, pid: i32, what: &str) -> Result<Vec<Message>> {
+fn peek_loop(
+    sock: &OwnedFd,
+    ty: u8,
+    pid: i32,
+    what: &str,
+) -> Result<(Vec<Message>, SocketsInFlight)> {
     let fail = |msg: String| Error::Dump {
         pid,
         msg: format!("{what}: {msg}"),
@@ -45,6 +60,7 @@ fn peek_loop(sock: &OwnedFd, ty: u8, pid: i32, what: &str) -> Result<Vec<Message
     let stream = ty as i32 == libc::SOCK_STREAM;
     let mut buf = vec![0u8; 4 << 20];
     let mut out = Vec::new();
+    let mut socks = Vec::new();
     loop {
         let r = match recv_with_fds(
             sock.as_fd(),
@@ -68,8 +84,12 @@ fn peek_loop(sock: &OwnedFd, ty: u8, pid: i32, what: &str) -> Result<Vec<Message
             ));
         }
         let mut files = Vec::new();
-        for f in &r.fds {
-            files.push(in_flight(f).map_err(fail)?);
+        for f in r.fds {
+            let rec = in_flight(&f).map_err(fail)?;
+            if rec.socket != 0 {
+                socks.push((rec.socket, f));
+            }
+            files.push(rec);
         }
         out.push(Message {
             data: buf[..r.len].to_vec(),
@@ -82,7 +102,7 @@ fn peek_loop(sock: &OwnedFd, ty: u8, pid: i32, what: &str) -> Result<Vec<Message
             )));
         }
     }
-    Ok(out)
+    Ok((out, socks))
 }
 
 /// A descriptor in flight, as what can open it again.
@@ -93,6 +113,19 @@ fn in_flight(f: &OwnedFd) -> std::result::Result<InFlight, String> {
         .unwrap_or_default();
     let md = std::fs::metadata(&link).map_err(|e| format!("a descriptor in flight: {e}"))?;
     let ft = md.file_type();
+    if ft.is_socket() {
+        use std::os::unix::fs::MetadataExt;
+        let domain = getsockopt_int(f.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
+        if domain != libc::AF_UNIX {
+            return Err(format!(
+                "carries a socket in flight (SCM_RIGHTS) that is not a unix socket: {target}; let the program receive it first"
+            ));
+        }
+        return Ok(InFlight {
+            socket: md.ino(),
+            ..Default::default()
+        });
+    }
     let by_path = (ft.is_file() || ft.is_dir() || ft.is_char_device())
         && target.starts_with('/')
         && !target.ends_with(" (deleted)")
@@ -114,10 +147,22 @@ fn in_flight(f: &OwnedFd) -> std::result::Result<InFlight, String> {
         path: target,
         flags: flags as u32,
         pos,
+        socket: 0,
     })
 }
 
-fn reopen(f: &InFlight, what: &str) -> Result<OwnedFd> {
+fn reopen(f: &InFlight, what: &str, sockets: &HashMap<u64, OwnedFd>) -> Result<OwnedFd> {
+    if f.socket != 0 {
+        let s = sockets.get(&f.socket).ok_or_else(|| {
+            Error::Restore(format!(
+                "{what}: socket:[{}] in flight was not made again",
+                f.socket
+            ))
+        })?;
+        return s
+            .try_clone()
+            .map_err(|e| Error::Restore(format!("{what}: socket:[{}] in flight: {e}", f.socket)));
+    }
     let acc = f.flags as i32 & libc::O_ACCMODE;
     let keep =
         f.flags as i32 & (libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECTORY | libc::O_NOATIME);
@@ -135,13 +180,19 @@ fn reopen(f: &InFlight, what: &str) -> Result<OwnedFd> {
 }
 
 /// Send `queue` from `from` (to its peer, or to `to` by name), in order, with the
-/// descriptors in flight opened again.
-pub fn refill(from: &OwnedFd, to: Option<&UnixAddr>, queue: &[Message], what: &str) -> Result<()> {
+/// descriptors in flight opened again (sockets in flight taken from `sockets`).
+pub fn refill(
+    from: &OwnedFd,
+    to: Option<&UnixAddr>,
+    queue: &[Message],
+    what: &str,
+    sockets: &HashMap<u64, OwnedFd>,
+) -> Result<()> {
     for m in queue {
         let files = m
             .files
             .iter()
-            .map(|f| reopen(f, what))
+            .map(|f| reopen(f, what, sockets))
             .collect::<Result<Vec<_>>>()?;
         let raws: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
         let mut sent = 0;

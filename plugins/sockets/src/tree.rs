@@ -28,6 +28,9 @@ pub struct DumpState {
     pub holders: HashMap<u64, Vec<(i32, i32)>>,
     /// Inodes already recorded in full (by an earlier process).
     pub recorded: HashSet<u64>,
+    /// Unix sockets in flight (SCM_RIGHTS) in a queue of a socket of the tree: a peer
+    /// there is in the tree too.
+    pub in_flight: HashSet<u64>,
     pub opts: DumpOptions,
     pub inet: crate::inet::DumpTree,
 }
@@ -45,7 +48,9 @@ impl DumpState {
         } else {
             diag::unix_sockets()?
         };
+        let in_flight = sockets_in_flight(tree, &unix)?;
         Ok(DumpState {
+            in_flight,
             unix,
             holders,
             recorded: HashSet::new(),
@@ -53,6 +58,64 @@ impl DumpState {
             inet: crate::inet::DumpTree::new(tree)?,
         })
     }
+}
+
+/// Every unix socket in flight in the tree's queues (and in theirs, in turn), found by
+/// peeking at each socket of the tree that has data queued.
+fn sockets_in_flight(
+    tree: &spirit_core::plugin::DumpTree,
+    unix: &HashMap<u64, UnixInfo>,
+) -> Result<HashSet<u64>> {
+    let mut found = HashSet::new();
+    let mut seen = HashSet::new();
+    let mut work = Vec::new();
+    for p in &tree.procs {
+        let socks: Vec<_> = p
+            .fds
+            .iter()
+            .filter(|f| f.kind == spirit_core::plugin::FdKind::Socket)
+            .filter(|f| {
+                unix.get(&f.ino)
+                    .is_some_and(|d| d.state != TCP_LISTEN && d.rqlen.0 > 0)
+            })
+            .collect();
+        if socks.is_empty() {
+            continue;
+        }
+        let pidfd = spirit_kmod::fd::pidfd_open(p.pid).map_err(|e| Error::Dump {
+            pid: p.pid,
+            msg: format!("pidfd_open to read its sockets: {e}"),
+        })?;
+        for f in socks {
+            if !seen.insert(f.ino) {
+                continue;
+            }
+            let copy = spirit_kmod::fd::pidfd_getfd(&pidfd, f.fd).map_err(|e| Error::Dump {
+                pid: p.pid,
+                msg: format!(
+                    "fd {}: taking a copy of the socket (pidfd_getfd): {e}",
+                    f.fd
+                ),
+            })?;
+            work.push((p.pid, f.fd, f.ino, copy));
+        }
+    }
+    while let Some((pid, fd, ino, copy)) = work.pop() {
+        let Some(d) = unix.get(&ino) else { continue };
+        let what = if fd < 0 {
+            format!("unix socket socket:[{ino}] in flight")
+        } else {
+            format!("fd {fd}: unix socket socket:[{ino}]")
+        };
+        let (_, socks) = crate::queue::peek_all(&copy, d.ty, pid, &what)?;
+        for (i, c) in socks {
+            found.insert(i);
+            if seen.insert(i) {
+                work.push((pid, -1, i, c));
+            }
+        }
+    }
+    Ok(found)
 }
 
 // ---------------------------------------------------------------------------------
@@ -131,6 +194,16 @@ pub fn plan(tree: &TreeView<'_>, park: &mut Parking) -> Result<Plan> {
             continue;
         };
         let sec = Section::decode(&sec.data)?;
+        for s in sec.inflight {
+            objs.entry(s.inode).or_insert_with(|| {
+                order.push(s.inode);
+                Obj {
+                    rec: s.clone(),
+                    holders: Vec::new(),
+                    slot: -1,
+                }
+            });
+        }
         for s in sec.sockets {
             park.above(s.fd);
             let o = objs.entry(s.inode).or_insert_with(|| {
@@ -161,7 +234,10 @@ pub fn plan(tree: &TreeView<'_>, park: &mut Parking) -> Result<Plan> {
     let mut files = Vec::new();
     for ino in &order {
         let o = &objs[ino];
-        let what = || format!("process {} fd {}", o.holders[0].0, o.holders[0].1);
+        let what = || match o.holders.first() {
+            Some((pid, fd)) => format!("process {pid} fd {fd}"),
+            None => format!("socket:[{ino}] in flight"),
+        };
         let u = match &o.rec.payload {
             Payload::Dup => {
                 return Err(crate::model::bad(format!(
@@ -211,6 +287,22 @@ pub fn plan(tree: &TreeView<'_>, park: &mut Parking) -> Result<Plan> {
                 inherit.insert(*ino, given.fd);
             }
             _ => {}
+        }
+        // A socket in flight is made with the socket whose queue carries it.
+        for f in u
+            .queue
+            .iter()
+            .flat_map(|m| &m.files)
+            .filter(|f| f.socket != 0)
+        {
+            if !objs.contains_key(&f.socket) {
+                return Err(crate::model::bad(format!(
+                    "{}: socket:[{}] in flight is recorded nowhere",
+                    what(),
+                    f.socket
+                )));
+            }
+            uf.union(*ino, f.socket);
         }
         if u.ty as i32 == libc::SOCK_DGRAM && u.peer_kind == PeerKind::None {
             // Datagrams queued from named sockets of the tree are sent again by them.
@@ -333,7 +425,11 @@ mod tests {
             sections: vec![CoreSection {
                 plugin: crate::NAME.into(),
                 version: crate::VERSION,
-                data: Section { sockets }.encode(),
+                data: Section {
+                    sockets,
+                    inflight: Vec::new(),
+                }
+                .encode(),
             }],
             ..Default::default()
         }

@@ -72,10 +72,14 @@ fn selected(sels: &[String], ino: u64, peer_name: &[u8]) -> bool {
 /// when a checkpoint is refused).
 fn holder_outside(ino: u64) -> Option<(i32, i32)> {
     let want = format!("socket:[{ino}]");
+    let me = std::process::id() as i32;
     for p in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
+        if pid == me {
+            continue; // our own copies, taken to read queues
+        }
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
@@ -158,15 +162,26 @@ impl IsSocket for std::fs::FileType {
     }
 }
 
-/// Dump unix socket `ino`, fd `fd` of `pid` (`sock`: a copy of it).
-pub fn dump(st: &DumpState, pid: i32, fd: i32, ino: u64, sock: &OwnedFd) -> Result<Unix> {
+/// Dump unix socket `ino`, fd `fd` of `pid` (`sock`: a copy of it; fd -1: a socket
+/// only in flight). Also returns the unix sockets in flight in its queue.
+pub fn dump(
+    st: &DumpState,
+    pid: i32,
+    fd: i32,
+    ino: u64,
+    sock: &OwnedFd,
+) -> Result<(Unix, queue::SocketsInFlight)> {
     let d = st.unix.get(&ino).ok_or_else(|| {
         dump_err(
             pid,
             format!("fd {fd}: unix socket socket:[{ino}] is not listed by sock_diag (is it in another network namespace?)"),
         )
     })?;
-    let what = format!("fd {fd}: unix {} socket socket:[{ino}]", type_name(d.ty));
+    let what = if fd < 0 {
+        format!("unix {} socket socket:[{ino}] in flight", type_name(d.ty))
+    } else {
+        format!("fd {fd}: unix {} socket socket:[{ino}]", type_name(d.ty))
+    };
     let mut u = Unix {
         ty: d.ty,
         state: d.state,
@@ -238,7 +253,9 @@ pub fn dump(st: &DumpState, pid: i32, fd: i32, ino: u64, sock: &OwnedFd) -> Resu
             ),
             None => describe_outside(st, d.peer),
         };
-        if waiting_on.is_none() && st.holders.contains_key(&d.peer) {
+        if waiting_on.is_none()
+            && (st.holders.contains_key(&d.peer) || st.in_flight.contains(&d.peer))
+        {
             u.peer_kind = PeerKind::InTree;
         } else if selected(&st.opts.ext_unix_inherit, ino, &u.peer_name) {
             u.peer_kind = PeerKind::Inherit;
@@ -257,8 +274,9 @@ pub fn dump(st: &DumpState, pid: i32, fd: i32, ino: u64, sock: &OwnedFd) -> Resu
             )));
         }
     }
+    let mut socks = Vec::new();
     if d.state != TCP_LISTEN && u.peer_kind != PeerKind::Inherit {
-        u.queue = queue::peek_all(sock, d.ty, pid, &what)?;
+        (u.queue, socks) = queue::peek_all(sock, d.ty, pid, &what)?;
         if u.peer_kind == PeerKind::Reconnect && !u.queue.is_empty() {
             return Err(dump_err(pid, format!(
                 "{what} has {} unread message(s) from {} outside the tree; they would be lost when it connects again: let the program read them first",
@@ -267,7 +285,7 @@ pub fn dump(st: &DumpState, pid: i32, fd: i32, ino: u64, sock: &OwnedFd) -> Resu
             )));
         }
     }
-    Ok(u)
+    Ok((u, socks))
 }
 
 // ---------------------------------------------------------------------------------
