@@ -3,7 +3,7 @@
 //! who creates what, `unix.rs` for the unix steps.
 
 use crate::model::{Payload, PeerKind, Unix};
-use crate::tree::{Group, Plan};
+use crate::plan::{Group, Plan};
 use crate::unix::{self, TCP_ESTABLISHED, TCP_LISTEN};
 use crate::{opts, queue};
 use spirit_core::{Error, Result};

@@ -36,6 +36,7 @@ pub mod inet;
 mod model;
 mod netlink;
 mod opts;
+mod plan;
 mod queue;
 mod tree;
 mod unix;
@@ -187,7 +188,7 @@ impl Plugin for SocketsPlugin {
     }
 
     fn plan_restore(&self, tree: &TreeView<'_>, park: &mut Parking) -> Result<TreeState> {
-        Ok(Box::new(tree::plan(tree, park)?))
+        Ok(Box::new(plan::plan(tree, park)?))
     }
 
     fn restore_before_fork(&self, state: &TreeState, _tree: &TreeView<'_>, pid: i32) -> Result<()> {
@@ -210,7 +211,7 @@ impl Plugin for SocketsPlugin {
         process: &spirit_core::model::ProcessImage,
         section: &[u8],
     ) -> Result<()> {
-        let plan = state_mut::<tree::Plan>(state)?;
+        let plan = state_mut::<plan::Plan>(state)?;
         for s in Section::decode(section)?.sockets {
             if let Payload::Inet(rec) = &s.payload {
                 inet::finish(&mut plan.inet, process.pid, s.fd, rec)?;
@@ -220,10 +221,10 @@ impl Plugin for SocketsPlugin {
     }
 
     fn restore_end(&self, state: &mut TreeState, ok: bool) {
-        if let Ok(plan) = state_mut::<tree::Plan>(state) {
+        if let Ok(plan) = state_mut::<plan::Plan>(state) {
             plan.inet.end(ok);
             if !ok {
-                tree::clean_files(plan);
+                plan::clean_files(plan);
             }
         }
     }

@@ -393,8 +393,12 @@ pub fn bind(sock: &OwnedFd, u: &Unix, what: &str) -> Result<Option<String>> {
 }
 
 /// Connect `sock` to `name` (a listener's or a datagram peer's).
+/// Non-blocking: a listener whose backlog is full is an error, never a hang (the
+/// socket's own status flags are set at the end).
 pub fn connect(sock: &OwnedFd, name: &[u8], what: &str) -> Result<()> {
     let addr = addr_of(name, what)?;
+    spirit_kmod::fd::set_status_flags(sock, libc::O_NONBLOCK)
+        .map_err(|e| restore_err(what, "O_NONBLOCK", e))?;
     ns::connect(sock.as_raw_fd(), &addr)
         .map_err(|e| restore_err(what, &format!("connect to {}", show_name(name)), e))
 }
