@@ -413,3 +413,48 @@ fn a_socket_in_flight_with_its_own_queue() {
     });
     assert!(read_log(&out).contains("passsock ok"), "{}", read_log(&out));
 }
+
+#[test]
+fn a_failed_restore_removes_the_socket_files_it_made() {
+    let dir = TestDir::new("sk-fail");
+    let path = dir.join("log.sock");
+    let _logger = UnixDatagram::bind(&path).expect("bind the outside logger");
+    let prog = build_c("sockets_unix.c", &[]);
+    let mut p = Proc::spawn(
+        &prog,
+        &["extfork", &path.to_string_lossy()],
+        &dir,
+        "extfork",
+    );
+    let pids = read_pids(&dir);
+    wait_for_line(&dir.join("extfork.out"), "ready");
+    wait_until("the child connected", TIMEOUT, || {
+        fs::read_link(format!("/proc/{}/fd/3", pids[1])).is_ok()
+    });
+    let ino = socket_inode(pids[1], 3);
+    let img = dir.join("img.spirit");
+    dump(p.pid, &img, &["--ext-unix-inherit"]).ok("dump");
+    p.reap();
+    reap_orphan(pids[1]);
+    let own = dir.join("own.sock");
+    assert!(own.exists(), "the original leaves its socket file");
+    // The parent binds own.sock again before forking the child, whose socket to hand
+    // over is a descriptor the restorer does not have: the restore fails after the file
+    // was made, and takes it away again.
+    let arg = format!("fd[900]:socket:[{ino}]");
+    let (run, _) = restore(&img, &["--inherit-fd", &arg]);
+    run.fails(
+        1,
+        &["--inherit-fd", "900"],
+        "restore with a missing descriptor",
+    );
+    assert!(
+        !own.exists(),
+        "the socket file the failed restore made is gone"
+    );
+    assert!(
+        procs_in(dir.path()).is_empty(),
+        "no process left: {:?}",
+        procs_in(dir.path())
+    );
+}

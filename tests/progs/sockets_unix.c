@@ -18,6 +18,8 @@
  *               datagram sent before the checkpoint, one after.
  *   solo      — one process holding a unix stream socketpair (for `spirit show`).
  *   inflight  — one process with a pipe's read end in flight on a socketpair (refused).
+ *   extfork PATH — the parent listens on ./own.sock; its child holds a datagram
+ *               socket connected to PATH (outside the tree).
  *   passsock  — one process: a datagram pair x, "via-x" queued on x[1], and x[1] in
  *               flight on a stream pair c (then closed): after the restore it
  *               receives x[1] and reads "via-x", and the pair still works.
@@ -291,6 +293,26 @@ static int prefork_mode(void) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "prefork") == 0) return prefork_mode();
+    if (argc > 2 && strcmp(argv[1], "extfork") == 0) {
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        strcpy(a.sun_path, "own.sock");
+        int l = socket(AF_UNIX, SOCK_STREAM, 0);
+        check(bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 1) == 0, "listen");
+        pid_t c = fork();
+        if (c == 0) {
+            close(l);
+            struct sockaddr_un e = {.sun_family = AF_UNIX};
+            strncpy(e.sun_path, argv[2], sizeof e.sun_path - 1);
+            int s = socket(AF_UNIX, SOCK_DGRAM, 0);
+            check(connect(s, (struct sockaddr *)&e, sizeof e) == 0, "connect");
+            for (;;) pause();
+        }
+        FILE *pf = fopen("pids", "w");
+        fprintf(pf, "%d %d\n", getpid(), c);
+        fclose(pf);
+        say("ready\n");
+        for (;;) pause();
+    }
     if (argc > 1 && strcmp(argv[1], "passsock") == 0) {
         int c[2], x[2];
         check(socketpair(AF_UNIX, SOCK_STREAM, 0, c) == 0 && socketpair(AF_UNIX, SOCK_DGRAM, 0, x) == 0, "pairs");
