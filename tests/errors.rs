@@ -171,8 +171,8 @@ fn dump_refuses_a_socket_and_leaves_the_process_alone() {
     let pid = p.pid.to_string();
     dump(p.pid, &dir.join("img"), &[]).fails(
         UNSUPPORTED_FD,
-        &[&pid, "fd 4", "socket"],
-        "dump with a socket",
+        &[&pid, "fd 4", "packet socket"],
+        "dump with a packet socket",
     );
     assert_runs_on(&p, &log, "dump refused for a socket");
 }

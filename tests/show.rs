@@ -139,3 +139,37 @@ fn show_json_of_a_small_static_program() {
     text.ok("show");
     assert!(text.stdout.contains("show_target"), "{}", text.stdout);
 }
+
+/// The sockets section of a process holding a unix stream socketpair with 6 bytes
+/// queued for one end: both ends, their type, state, peer, queue and options.
+#[test]
+fn show_json_of_a_unix_socketpair() {
+    let dir = TestDir::new("show-sk");
+    let prog = build_c("sockets_unix.c", &[]);
+    let mut p = Proc::spawn(&prog, &["solo"], &dir, "solo");
+    wait_for_line(&dir.join("solo.out"), "ready");
+    let img = dir.join("img.spirit");
+    dump(p.pid, &img, &[]).ok("dump");
+    p.reap();
+    let run = spirit(&["show", &img.to_string_lossy(), "--json"]);
+    run.ok("show --json");
+    let v: Value = serde_json::from_str(&run.stdout).expect("show --json is JSON");
+    let mut socks = v["processes"][0]["sections"]["sockets"]["content"].clone();
+    let list = socks["sockets"].as_array_mut().expect("sockets listed");
+    assert_eq!(list.len(), 2, "{list:?}");
+    // Each end's peer is the other end.
+    assert_eq!(list[0]["peer"], list[1]["inode"]);
+    assert_eq!(list[1]["peer"], list[0]["inode"]);
+    for s in list.iter_mut() {
+        for k in ["inode", "peer"] {
+            s[k] = Value::String("[id]".into());
+        }
+        // Buffer sizes follow the host's sysctls.
+        for k in ["snd_buf", "rcv_buf"] {
+            s["options"][k] = Value::String("[n]".into());
+        }
+    }
+    insta::assert_json_snapshot!("show_unix_socketpair", socks);
+    let text = spirit(&["show", &img.to_string_lossy()]);
+    text.ok("show");
+}

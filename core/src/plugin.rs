@@ -98,6 +98,8 @@ pub struct FrozenProcess {
 pub struct DumpTree {
     /// Live processes, root first, every parent before its children.
     pub procs: Vec<FrozenProcess>,
+    /// What the user asked of this dump (options plugins read: external sockets...).
+    pub opts: crate::dump::DumpOptions,
 }
 
 impl DumpTree {
@@ -154,6 +156,8 @@ pub struct TreeView<'a> {
     pub nodes: &'a [crate::model::TreeNode],
     /// Live processes.
     pub procs: &'a [ProcessImage],
+    /// What the user asked of this restore (options plugins read: `--inherit-fd`...).
+    pub opts: &'a crate::restore::RestoreOptions,
 }
 
 impl TreeView<'_> {
@@ -199,7 +203,16 @@ impl Parking {
                 .map(|p| p.fd_end)
                 .max()
                 .unwrap_or(0)
-                .max(3),
+                .max(3)
+                // Descriptors the restorer was given (`--inherit-fd`) stay where they are.
+                .max(
+                    tree.opts
+                        .inherit_fds
+                        .iter()
+                        .map(|i| i.fd + 1)
+                        .max()
+                        .unwrap_or(0),
+                ),
         }
     }
 

@@ -39,6 +39,17 @@ enum Cmd {
         /// anything else or end-of-file resumes it (migration).
         #[arg(long, value_name = "FD")]
         verdict_fd: Option<i32>,
+        /// A unix socket connected to a peer outside the tree is connected again to the
+        /// peer's name at restore (safe for datagram logging sockets such as /dev/log).
+        /// Without a value: every such socket; else the peer's path, `@NAME` for an
+        /// abstract name, or `socket:[INODE]` of our socket (repeatable).
+        #[arg(long, value_name = "WHICH", num_args = 0..=1, default_missing_value = "all")]
+        ext_unix_reconnect: Vec<String>,
+        /// A unix socket connected outside the tree is recorded as external: the
+        /// restorer must be given a socket for it (`restore --inherit-fd
+        /// fd[N]:socket:[INODE]`). Same selectors as --ext-unix-reconnect.
+        #[arg(long, value_name = "WHICH", num_args = 0..=1, default_missing_value = "all")]
+        ext_unix_inherit: Vec<String>,
     },
     /// Bring a process back from an image.
     Restore {
@@ -64,6 +75,11 @@ enum Cmd {
         /// Page write threads.
         #[arg(long, default_value_t = 2)]
         workers: usize,
+        /// Descriptor N of this command stands for the resource the image names KEY
+        /// (`fd[3]:socket:[4242]`: a unix socket that was connected outside the tree and
+        /// dumped with --ext-unix-inherit). Repeatable.
+        #[arg(long = "inherit-fd", value_name = "fd[N]:KEY")]
+        inherit_fd: Vec<spirit_core::restore::InheritFd>,
     },
     /// Print everything in an image.
     Show {
@@ -96,6 +112,8 @@ fn main() {
             workers,
             progress_fd,
             verdict_fd,
+            ext_unix_reconnect,
+            ext_unix_inherit,
         } => spirit::cli::dump(spirit::cli::DumpArgs {
             pid,
             output,
@@ -104,6 +122,8 @@ fn main() {
             workers,
             progress_fd,
             verdict_fd,
+            ext_unix_reconnect,
+            ext_unix_inherit,
         }),
         Cmd::Restore {
             image,
@@ -113,6 +133,7 @@ fn main() {
             pid_ns,
             workers,
             allow_changed_files,
+            inherit_fd,
         } => spirit::cli::restore(spirit::cli::RestoreArgs {
             image,
             detach,
@@ -121,6 +142,7 @@ fn main() {
             pid_ns,
             workers,
             allow_changed_files,
+            inherit_fds: inherit_fd,
         }),
         Cmd::Show { image, json } => spirit::cli::show(&image, json),
         Cmd::Check { json } => spirit::cli::check(json),

@@ -131,6 +131,8 @@ pub struct DumpArgs {
     pub workers: usize,
     pub progress_fd: Option<i32>,
     pub verdict_fd: Option<i32>,
+    pub ext_unix_reconnect: Vec<String>,
+    pub ext_unix_inherit: Vec<String>,
 }
 
 pub fn dump(a: DumpArgs) -> i32 {
@@ -139,6 +141,8 @@ pub fn dump(a: DumpArgs) -> i32 {
         leave_running: a.leave_running,
         skip_fds: a.skip_fds,
         workers: a.workers,
+        ext_unix_reconnect: a.ext_unix_reconnect,
+        ext_unix_inherit: a.ext_unix_inherit,
     };
     let pipeline = default_pipeline();
     let mut progress = ProgressOut::new(a.progress_fd);
@@ -221,6 +225,7 @@ pub struct RestoreArgs {
     pub pid_ns: bool,
     pub workers: usize,
     pub allow_changed_files: bool,
+    pub inherit_fds: Vec<spirit_core::restore::InheritFd>,
 }
 
 pub fn restore(a: RestoreArgs) -> i32 {
@@ -242,6 +247,7 @@ pub fn restore(a: RestoreArgs) -> i32 {
         // From a pipe, the writer may still hold the pid until the image is complete.
         wait_for_pid: (image == Path::new("-")).then_some(std::time::Duration::from_secs(10)),
         allow_changed_files: a.allow_changed_files,
+        inherit_fds: a.inherit_fds,
     };
     let pipeline = default_pipeline();
     let restored = match spirit_core::restore::restore(

@@ -3,7 +3,7 @@
  * the log: every number once, in order.
  *
  * argv[3], optional, makes it also hold a descriptor spirit cannot checkpoint yet:
- * "pipe" (a pipe, fds 4 and 5) or "socket" (a unix socketpair, fds 4 and 5); or
+ * "pipe" (a pipe, fds 4 and 5) or "socket" (a packet socket, fd 4: refused); or
  * "exit-at=N" makes it exit with status 42 once it has written N. */
 #include <fcntl.h>
 #include <stdio.h>
@@ -20,7 +20,7 @@ int main(int argc, char **argv) {
     int extra[2];
     if (argc > 3 && !strcmp(argv[3], "pipe") && pipe(extra)) { perror("pipe"); return 1; }
     if (argc > 3 && !strcmp(argv[3], "socket") &&
-        socketpair(AF_UNIX, SOCK_STREAM, 0, extra)) { perror("socketpair"); return 1; }
+        (extra[0] = socket(AF_PACKET, SOCK_DGRAM, 0)) < 0) { perror("socket"); return 1; }
     long exit_at = -1;
     if (argc > 3 && !strncmp(argv[3], "exit-at=", 8)) exit_at = atol(argv[3] + 8);
     struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };

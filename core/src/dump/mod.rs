@@ -28,6 +28,12 @@ pub struct DumpOptions {
     pub skip_fds: Vec<i32>,
     /// Page copy threads.
     pub workers: usize,
+    /// Unix sockets connected outside the tree to connect again at restore: `all`, a
+    /// peer's path (or `@name` for an abstract one), or `socket:[INODE]` of ours.
+    pub ext_unix_reconnect: Vec<String>,
+    /// Unix sockets connected outside the tree that the restorer will be given
+    /// (`spirit restore --inherit-fd fd[N]:socket:[INODE]`); same selectors.
+    pub ext_unix_inherit: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -110,6 +116,7 @@ fn dump_into<W: Write>(
     let mut states: Vec<TreeState> = Vec::with_capacity(pipeline.len());
     let written = (|| -> Result<Ending> {
         let view = DumpTree {
+            opts: opts.clone(),
             procs: tree
                 .iter()
                 .filter(|f| f.zombie.is_none())

@@ -41,6 +41,35 @@ pub struct RestoreOptions {
     /// Restore into a new pid namespace, under a small init of spirit's, so every
     /// process keeps its pid even where those pids are taken on this host.
     pub pid_ns: bool,
+    /// Descriptors the restorer is given to stand for resources outside the tree
+    /// (`--inherit-fd fd[N]:KEY`, KEY as the image names it: `socket:[INODE]`...).
+    pub inherit_fds: Vec<InheritFd>,
+}
+
+/// `--inherit-fd fd[N]:KEY`: the restorer's descriptor N stands for the resource the
+/// image calls KEY (e.g. `socket:[4242]`, a unix socket connected outside the tree).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InheritFd {
+    pub fd: i32,
+    pub key: String,
+}
+
+impl std::str::FromStr for InheritFd {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<InheritFd, String> {
+        let bad = || format!("{s:?}: expected fd[N]:KEY, e.g. fd[3]:socket:[4242]");
+        let rest = s.strip_prefix("fd[").ok_or_else(bad)?;
+        let (n, key) = rest.split_once("]:").ok_or_else(bad)?;
+        let fd: i32 = n.parse().map_err(|_| bad())?;
+        if fd < 0 || key.is_empty() {
+            return Err(bad());
+        }
+        Ok(InheritFd {
+            fd,
+            key: key.to_string(),
+        })
+    }
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -88,6 +117,7 @@ pub fn restore<R: Read>(
     let view = TreeView {
         nodes: &nodes,
         procs: &procs,
+        opts,
     };
     let mut states = Vec::with_capacity(pipeline.len());
     let restored = (|| {
@@ -145,6 +175,7 @@ fn run<R: Read>(
         nodes,
         procs,
         keep_pids: !opts.new_pid,
+        opts,
     };
     let plugins = tree::Plugins {
         list: pipeline,

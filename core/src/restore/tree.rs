@@ -34,6 +34,7 @@ pub(crate) struct Plan<'a> {
     pub nodes: &'a [TreeNode],
     pub procs: &'a [ProcessImage],
     pub keep_pids: bool,
+    pub opts: &'a super::RestoreOptions,
 }
 
 impl Plan<'_> {
@@ -48,6 +49,7 @@ impl Plan<'_> {
         TreeView {
             nodes: self.nodes,
             procs: self.procs,
+            opts: self.opts,
         }
     }
 

@@ -472,6 +472,7 @@ mod tests {
         let tree = TreeView {
             nodes: &nodes,
             procs: &procs,
+            opts: &Default::default(),
         };
         let plan = compute(&tree, &tree.sections(crate::NAME), &mut Parking::new(&tree)).unwrap();
         let creators: Vec<(Key, i32)> = plan.groups.iter().map(|g| (g.key, g.creator)).collect();
@@ -507,6 +508,7 @@ mod tests {
         let tree = TreeView {
             nodes: &nodes,
             procs: &procs,
+            opts: &Default::default(),
         };
         let e = compute(&tree, &tree.sections(crate::NAME), &mut Parking::new(&tree))
             .err()
@@ -529,6 +531,7 @@ mod tests {
         let tree = TreeView {
             nodes: &nodes,
             procs: &procs,
+            opts: &Default::default(),
         };
         assert!(plan(&tree, &mut Parking::new(&tree)).is_err());
     }

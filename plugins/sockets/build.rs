@@ -1,0 +1,12 @@
+fn main() {
+    println!("cargo:rerun-if-changed=schema/sockets.capnp");
+    println!("cargo:rerun-if-changed=schema/inet.capnp");
+    capnpc::CompilerCommand::new()
+        .src_prefix("schema")
+        .file("schema/sockets.capnp")
+        .file("schema/inet.capnp")
+        .run()
+        .expect(
+            "compiling schema/*.capnp (is the `capnp` tool installed? apt-get install capnproto)",
+        );
+}
