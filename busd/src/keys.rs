@@ -155,4 +155,16 @@ mod tests {
         assert_eq!(parse_key(&a.public_hex()).unwrap(), a.public);
         assert!(parse_key("abc").is_err());
     }
+
+    #[test]
+    fn a_bad_key_file_is_named_with_what_is_wrong() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("identity.key"), "abc\n").unwrap();
+        let e = load_or_create(d.path()).err().unwrap().to_string();
+        let want = format!(
+            "identity key {}: \"abc\" is not 64 hex digits",
+            d.path().join("identity.key").display()
+        );
+        assert_eq!(e, want);
+    }
 }

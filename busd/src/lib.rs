@@ -12,6 +12,13 @@
 //! link, into the restore worker on the target, and the source ends the original only
 //! when the target confirmed. The configuration (`config`, TOML) lists peers and
 //! limits. The interface is documented in `busd/org.spirit.Spirit1.xml`.
+//!
+//! Dependencies point one way, each module using only those listed before it:
+//! `names`, `keys`, `config`, `error`, `auth`, `job` (itself layered: state, slots,
+//! object, registry, runner), `ctx`, `worker`, `local`, `peer`, `manager`, and this
+//! file, which builds the [`Ctx`] and serves. (`client` is the callers' side and uses
+//! none of them.) Each component has its own error enum; a job's error becomes the
+//! job's `Error` property, a call's a D-Bus error ([`BusError`]).
 
 pub mod auth;
 pub mod client;

@@ -1,6 +1,6 @@
 //! The names the service is known by on the bus: its bus name, the manager's object
-//! path and interface. Every other module takes them from here (the interface names
-//! in `#[zbus::interface]` attributes must be literals and repeat them).
+//! path and interface, for the code that uses them as values (the `#[zbus::interface]`
+//! and `#[zbus::proxy]` attributes need literals and repeat them).
 
 /// The service's well-known bus name.
 pub const BUS_NAME: &str = "org.spirit.Spirit1";

@@ -1,5 +1,5 @@
 //! The D-Bus face of a job: the object `/org/spirit/Spirit1/job/N`, interface
-//! `org.spirit.Spirit1.Job`. Its properties read the job's [`JobData`]; `Cancel` marks
+//! `org.spirit.Spirit1.Job`. Its properties read the job's [`JobData`](super::JobData); `Cancel` marks
 //! it (and wakes the slot waiters, or interrupts a job that has a canceller); and
 //! [`emit_changed`] sends `PropertiesChanged` for what the runner just wrote.
 

@@ -2,9 +2,10 @@
 //!
 //! Each daemon has an identity key pair (X25519, created on first start in the state
 //! directory, `crate::keys`); the configuration pins every peer's address and public
-//! key. A link is a TCP connection that opens with a Noise XX handshake (`link`): both sides prove their
-//! static keys, and a key not pinned in the configuration ends the connection before
-//! any request or image byte is read. After it, every frame is encrypted.
+//! key. A link is a TCP connection that opens with a Noise XX handshake (`link`): both
+//! sides prove their static keys, and a key not pinned in the configuration ends the
+//! connection before any request or image byte is read. After it, every frame is
+//! encrypted.
 //!
 //! Migration: the source (`source`, a `migrate` job) sends a request with the size of
 //! the tree's pages and the files it needs (`survey`), the target (`target`, an

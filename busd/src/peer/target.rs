@@ -317,3 +317,45 @@ fn receive(
 fn drain(link: &mut Link) {
     while let Ok(Frame::Data(_)) = link.recv() {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::NoPid;
+
+    #[test]
+    fn refusals_and_failures_read_as_sentences() {
+        let one = Refusal::Files(vec!["/a (missing: gone)".into()]).to_string();
+        assert!(
+            one.starts_with("1 file the process needs is missing")
+                && one.ends_with("(install it here, the same version as on the source)"),
+            "{one}"
+        );
+        let two = Refusal::Files(vec!["/a".into(), "/b".into()]).to_string();
+        assert!(
+            two.starts_with("2 files the process needs are missing")
+                && two.contains(": /a, /b (install them here"),
+            "{two}"
+        );
+        let no_pid = || LocalError::NoPid(NoPid { stdout: vec![] });
+        let alone = IncomingError::Restore {
+            stream: None,
+            source: no_pid(),
+        };
+        assert_eq!(
+            alone.to_string(),
+            "the restore worker printed no pid (stdout: [])"
+        );
+        let after = IncomingError::Restore {
+            stream: Some(Box::new(IncomingError::InsideImage {
+                peer: "a".into(),
+                message: "End".into(),
+            })),
+            source: no_pid(),
+        };
+        assert_eq!(
+            after.to_string(),
+            "peer a sent End inside the image; the restore worker printed no pid (stdout: [])"
+        );
+    }
+}
