@@ -113,6 +113,11 @@ fn a_counter_migrates_there_and_back_without_a_gap() {
         h.log_b()
     );
     assert!(err.contains("frozen"), "{err}");
+    // Not a terminal: plain lines, from the job's signals, up to its final state.
+    for state in ["running", "done"] {
+        let line = format!("spirit: migrate pid {on_b} to a: {state} ");
+        assert!(err.contains(&line), "no {line:?} in {err}");
+    }
     let on_a: u32 = String::from_utf8_lossy(&o.stdout)
         .trim()
         .parse()
@@ -377,7 +382,12 @@ fn when_streaming(h: &Hosts, job: &str) {
             "job {st} before streaming: {}",
             job_error(&h.bus_a.address, job)
         );
-        assert!(t.elapsed() < T, "the image never started streaming");
+        assert!(
+            t.elapsed() < T,
+            "the image never started streaming (job {st})\nA: {}\nB: {}",
+            h.log_a(),
+            h.log_b()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -1,6 +1,7 @@
 //! spiritd through a real dbus-daemon (shipped policy) and the real busctl:
 //! checkpoint and restore, progress seen in PropertiesChanged, authorization of an
-//! unprivileged caller, bad calls, a crashing worker, and the shipped XML.
+//! unprivileged caller, bad calls, a crashing worker, a finished job leaving the bus
+//! (JobRemoved), and the shipped XML.
 
 mod busd_common;
 
@@ -478,4 +479,63 @@ fn a_crashing_worker_fails_its_job_and_the_daemon_lives_on() {
     assert!(alive(d.pid()), "spiritd died with its worker");
     assert!(prop(&bus.address, MANAGER, MGR_IFACE, "Version").is_string());
     assert!(wait_growth(&log, 3, T));
+}
+
+/// `JobRemoved(id, path, state)` signals from the manager.
+fn watch_removed(bus: &str) -> std::sync::mpsc::Receiver<(u32, String, String)> {
+    let conn = zbus::blocking::connection::Builder::address(bus)
+        .unwrap()
+        .build()
+        .unwrap();
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .interface(MGR_IFACE)
+        .unwrap()
+        .member("JobRemoved")
+        .unwrap()
+        .path(MANAGER)
+        .unwrap()
+        .build();
+    let it = zbus::blocking::MessageIterator::for_match_rule(rule, &conn, Some(64)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _conn = conn;
+        for m in it {
+            let Ok(m) = m else { break };
+            let Ok((id, path, state)) = m
+                .body()
+                .deserialize::<(u32, zbus::zvariant::OwnedObjectPath, String)>()
+            else {
+                continue;
+            };
+            if tx.send((id, path.to_string(), state)).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn a_finished_job_leaves_the_bus_after_its_linger_time() {
+    let Some((dir, bus)) = setup() else { return };
+    let config = format!(
+        "state_dir = \"{}/state\"\njob_linger_secs = 1\n",
+        dir.path().display()
+    );
+    let _d = Daemon::start(&bus.address, dir.path(), &config, &[]);
+    let a = &bus.address;
+    let removed = watch_removed(a);
+    std::thread::sleep(Duration::from_millis(200)); // the match rule is in place
+    let job = call(a, None, "Restore", "sa{sv}", &["/nonexistent.spirit", "0"]).unwrap();
+    let id: u32 = job.rsplit('/').next().unwrap().parse().unwrap();
+    let (rid, rpath, state) = removed.recv_timeout(T).expect("no JobRemoved signal");
+    assert_eq!(
+        (rid, rpath.as_str(), state.as_str()),
+        (id, job.as_str(), "failed")
+    );
+    let o = busctl(a, None, &["get-property", DEST, &job, JOB_IFACE, "State"]);
+    assert!(!o.ok, "the removed job still answers: {}", o.stdout);
+    let o = busctl(a, None, &["call", DEST, MANAGER, MGR_IFACE, "ListJobs"]);
+    assert!(o.ok && !o.stdout.contains(&job), "{}", o.stdout);
 }

@@ -133,7 +133,7 @@ impl Config {
         };
         let cfg: Config = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         for p in &cfg.peers {
-            crate::peer::parse_key(&p.public_key).map_err(|e| {
+            crate::keys::parse_key(&p.public_key).map_err(|e| {
                 invalid(format!(
                     "peer {:?}: public_key {e} (use the output of `spiritd --show-key` on that host)",
                     p.name

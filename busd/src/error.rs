@@ -1,5 +1,6 @@
 //! Errors: the D-Bus errors callers see (`org.spirit.Spirit1.Error.*`) and the errors
-//! that stop the daemon from starting.
+//! that stop the daemon from starting. The errors of one component (a worker, a peer
+//! link, a migration...) live beside it; a job's failure becomes its `Error` property.
 
 use std::path::PathBuf;
 
@@ -37,13 +38,8 @@ pub enum StartError {
         bus: String,
         source: Box<zbus::Error>,
     },
-    #[error("state directory {path}: {source}")]
-    State {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("identity key {path}: {message}")]
-    Key { path: PathBuf, message: String },
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
     #[error("cannot listen for peers on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,

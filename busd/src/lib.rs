@@ -12,25 +12,36 @@
 //! link, into the restore worker on the target, and the source ends the original only
 //! when the target confirmed. The configuration (`config`, TOML) lists peers and
 //! limits. The interface is documented in `busd/org.spirit.Spirit1.xml`.
+//!
+//! Dependencies point one way, each module using only those listed before it:
+//! `names`, `keys`, `config`, `error`, `auth`, `job` (itself layered: state, slots,
+//! object, registry, runner), `ctx`, `worker`, `local`, `peer`, `manager`, and this
+//! file, which builds the [`Ctx`] and serves. (`client` is the callers' side and uses
+//! none of them.) Each component has its own error enum; a job's error becomes the
+//! job's `Error` property, a call's a D-Bus error ([`BusError`]).
 
 pub mod auth;
 pub mod client;
 pub mod config;
+mod ctx;
 pub mod error;
 pub mod job;
+pub mod keys;
 mod local;
 pub mod manager;
+pub mod names;
 pub mod peer;
 mod worker;
 
 pub use config::Config;
+pub use ctx::Ctx;
 pub use error::{BusError, StartError};
+pub use names::BUS_NAME;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
-use zbus::Connection;
-
-pub const BUS_NAME: &str = "org.spirit.Spirit1";
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Which bus to serve on.
 #[derive(Debug, Clone)]
@@ -68,24 +79,12 @@ impl Bus {
     }
 }
 
-/// What the daemon's jobs share.
-pub struct Ctx {
-    pub conn: Connection,
-    pub cfg: Config,
-    /// The `spirit` binary run for each job.
-    pub worker: PathBuf,
-    pub jobs: job::Jobs,
-    pub key: peer::Keypair,
-    /// Incoming migrations now running.
-    pub incoming: AtomicUsize,
-}
-
 /// Serve on `bus` until killed.
 pub fn run(bus: &Bus, cfg: Config, worker: PathBuf) -> Result<(), StartError> {
     if !worker.is_file() {
         return Err(StartError::NoWorker { path: worker });
     }
-    let key = peer::load_or_create(&cfg.state_dir)?;
+    let key = keys::load_or_create(&cfg.state_dir)?;
     smol::block_on(async {
         let bus_err = |source| StartError::Bus {
             bus: bus.name(),
@@ -97,16 +96,17 @@ pub fn run(bus: &Bus, cfg: Config, worker: PathBuf) -> Result<(), StartError> {
             .build()
             .await
             .map_err(bus_err)?;
-        let ctx = std::sync::Arc::new(Ctx {
+        let linger = Duration::from_secs(cfg.job_linger_secs);
+        let ctx = Arc::new(Ctx {
             conn: conn.clone(),
-            jobs: job::Jobs::new(cfg.limits.max_jobs),
+            jobs: Arc::new(job::Jobs::new(conn.clone(), cfg.limits.max_jobs, linger)),
             incoming: AtomicUsize::new(0),
             cfg,
             worker,
             key,
         });
         conn.object_server()
-            .at(job::MANAGER_PATH, manager::Manager { ctx: ctx.clone() })
+            .at(names::MANAGER_PATH, manager::Manager { ctx: ctx.clone() })
             .await
             .map_err(bus_err)?;
         if let Some(addr) = ctx.cfg.listen {

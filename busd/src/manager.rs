@@ -3,9 +3,10 @@
 //! and hands the work to a job thread. Documented in `busd/org.spirit.Spirit1.xml`.
 
 use crate::auth::{self, Identity};
+use crate::ctx::Ctx;
 use crate::error::BusError;
-use crate::job::{self, JobRow, Jobs};
-use crate::{local, peer, Ctx};
+use crate::job::{self, JobHandle, JobRow};
+use crate::{local, peer};
 use std::collections::HashMap;
 use std::sync::Arc;
 use zbus::message::Header;
@@ -81,10 +82,11 @@ impl Manager {
         absolute(&image)?;
         auth::may_touch(&who, pid)?;
         let desc = format!("checkpoint pid {pid} into {image}");
-        let job = Jobs::create(&self.ctx, "checkpoint", desc, who.uid).await?;
+        let job = JobHandle::create(&self.ctx.jobs, "checkpoint", desc, who.uid).await?;
         let path = job.path.clone();
+        let ctx = self.ctx.clone();
         job::spawn(job, move |j| {
-            local::checkpoint(j, &who, pid, &image, leave_running)
+            local::checkpoint(j, &ctx, &who, pid, &image, leave_running)
         });
         Ok(path)
     }
@@ -103,9 +105,10 @@ impl Manager {
         absolute(&image)?;
         let new_pid = new_pid || !who.is_root();
         let desc = format!("restore {image}");
-        let job = Jobs::create(&self.ctx, "restore", desc, who.uid).await?;
+        let job = JobHandle::create(&self.ctx.jobs, "restore", desc, who.uid).await?;
         let path = job.path.clone();
-        job::spawn(job, move |j| local::restore(j, &who, &image, new_pid));
+        let ctx = self.ctx.clone();
+        job::spawn(job, move |j| local::restore(j, &ctx, &who, &image, new_pid));
         Ok(path)
     }
 
@@ -131,10 +134,11 @@ impl Manager {
         };
         auth::may_touch(&who, pid)?;
         let desc = format!("migrate pid {pid} to {peer}");
-        let job = Jobs::create(&self.ctx, "migrate", desc, who.uid).await?;
+        let job = JobHandle::create(&self.ctx.jobs, "migrate", desc, who.uid).await?;
         let path = job.path.clone();
+        let ctx = self.ctx.clone();
         job::spawn(job, move |j| {
-            peer::migrate(j, &who, pid, &p, keep_source, pid_ns)
+            peer::migrate(j, &ctx, &who, pid, &p, keep_source, pid_ns)
         });
         Ok(path)
     }
@@ -155,6 +159,8 @@ impl Manager {
     }
 
     /// A job left the bus (some time after it finished): its id, path and final state.
+    /// Sent by the job registry (`job::Jobs::remove`), which owns the jobs' life on the
+    /// bus; declared here so introspection shows it on the manager's interface.
     #[zbus(signal)]
     pub async fn job_removed(
         emitter: &SignalEmitter<'_>,

@@ -8,11 +8,40 @@
 //! progress protocol goes on fd 2 (`--progress-fd 2`) and a migration's verdict on fd
 //! 0 (`--verdict-fd 0`).
 
-use std::io::{BufRead, BufReader, Read};
+use crate::auth::Identity;
+use crate::ctx::Ctx;
+use crate::job::{ResultMap, Val};
+use std::ffi::OsString;
+use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
+
+/// How a worker failed; `what` names the work ("checkpoint of pid 7").
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot start the worker {program:?}: {source}")]
+    Start {
+        program: OsString,
+        source: io::Error,
+    },
+    #[error("{what}: the worker's exit status was lost")]
+    StatusLost { what: String },
+    /// It said why (an `error` line, or its last message).
+    #[error("{what} failed: {message} (spirit exit code {code})")]
+    Failed {
+        what: String,
+        message: String,
+        code: i32,
+    },
+    #[error(
+        "{what} failed: the worker was killed by signal {signal} (crashed?); see the daemon log"
+    )]
+    Killed { what: String, signal: i32 },
+    #[error("{what} failed: the worker exited with status {code}")]
+    Exited { what: String, code: i32 },
+}
 
 enum Line {
     Err(String),
@@ -55,11 +84,12 @@ fn read_lines(r: impl Read + Send + 'static, tx: Sender<Line>, out: bool) {
 impl Worker {
     /// Start `cmd` (stdin and stdout as the caller set them; stderr is taken here, and
     /// stdout too unless the caller takes it from `child` first via `take_stdout`).
-    pub fn spawn(mut cmd: Command, what: &str) -> Result<Worker, String> {
+    pub fn spawn(mut cmd: Command, what: &str) -> Result<Worker, WorkerError> {
         cmd.stderr(Stdio::piped()).current_dir("/");
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start the worker {:?}: {e}", cmd.get_program()))?;
+        let mut child = cmd.spawn().map_err(|source| WorkerError::Start {
+            program: cmd.get_program().to_owned(),
+            source,
+        })?;
         let (tx, rx) = channel();
         if let Some(e) = child.stderr.take() {
             read_lines(e, tx, false);
@@ -142,33 +172,38 @@ impl Worker {
 
 impl Outcome {
     /// Success, or a message saying how the worker failed.
-    pub fn check(&self, what: &str) -> Result<(), String> {
+    pub fn check(&self, what: &str) -> Result<(), WorkerError> {
+        let what = what.to_string();
         let Some(st) = self.status else {
-            return Err(format!("{what}: the worker's exit status was lost"));
+            return Err(WorkerError::StatusLost { what });
         };
         if st.success() {
             return Ok(());
         }
         if let Some((code, msg)) = &self.error {
-            return Err(format!("{what} failed: {msg} (spirit exit code {code})"));
+            return Err(WorkerError::Failed {
+                what,
+                message: msg.clone(),
+                code: *code,
+            });
         }
-        if let Some(sig) = st.signal() {
-            return Err(format!(
-                "{what} failed: the worker was killed by signal {sig} (crashed?); see the daemon log"
-            ));
+        if let Some(signal) = st.signal() {
+            return Err(WorkerError::Killed { what, signal });
         }
         let code = st.code().unwrap_or(-1);
         match &self.last_message {
-            Some(m) => Err(format!("{what} failed: {m} (spirit exit code {code})")),
-            None => Err(format!(
-                "{what} failed: the worker exited with status {code}"
-            )),
+            Some(m) => Err(WorkerError::Failed {
+                what,
+                message: m.clone(),
+                code,
+            }),
+            None => Err(WorkerError::Exited { what, code }),
         }
     }
 }
 
 /// The base command for a worker run as `who`.
-pub fn command(ctx: &crate::Ctx, who: &crate::auth::Identity) -> Command {
+pub fn command(ctx: &Ctx, who: &Identity) -> Command {
     let mut cmd = Command::new(&ctx.worker);
     who.apply(&mut cmd);
     cmd.env_remove("SPIRIT_LOG");
@@ -176,8 +211,7 @@ pub fn command(ctx: &crate::Ctx, who: &crate::auth::Identity) -> Command {
 }
 
 /// `DumpStats` JSON (from `spirit dump --progress-fd`) as `Result` entries.
-pub fn dump_result(v: &serde_json::Value) -> crate::job::ResultMap {
-    use crate::job::Val;
+pub fn dump_result(v: &serde_json::Value) -> ResultMap {
     let u = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
     let dur_us = |k: &str| {
         v.get(k)
@@ -219,8 +253,8 @@ mod tests {
         let out = w.wait(|d, t| seen.push((d, t)));
         assert_eq!(seen, vec![(5, 10)]);
         let r = dump_result(out.result.as_ref().unwrap());
-        assert!(r.contains(&("frozen_usec".into(), crate::job::Val::U64(1_000_005))));
-        let e = out.check("checkpoint").unwrap_err();
+        assert!(r.contains(&("frozen_usec".into(), Val::U64(1_000_005))));
+        let e = out.check("checkpoint").unwrap_err().to_string();
         assert!(
             e.contains("no such process") && e.contains("exit code 3"),
             "{e}"
@@ -233,7 +267,7 @@ mod tests {
         cmd.arg("-c").arg("kill -SEGV $$");
         cmd.stdout(Stdio::null()).stdin(Stdio::null());
         let out = Worker::spawn(cmd, "test").unwrap().wait(|_, _| {});
-        let e = out.check("checkpoint").unwrap_err();
+        let e = out.check("checkpoint").unwrap_err().to_string();
         assert!(e.contains("signal 11"), "{e}");
     }
 }

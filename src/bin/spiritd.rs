@@ -51,7 +51,7 @@ fn run(a: Args) -> Result<(), spirit_busd::StartError> {
         cfg.state_dir = d;
     }
     if a.show_key {
-        let key = spirit_busd::peer::load_or_create(&cfg.state_dir)?;
+        let key = spirit_busd::keys::load_or_create(&cfg.state_dir)?;
         println!("{}", key.public_hex());
         return Ok(());
     }

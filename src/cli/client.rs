@@ -1,14 +1,18 @@
 //! The client subcommands: `spirit jobs`, `spirit peers`, `spirit migrate`. They talk
-//! to `spiritd` over D-Bus (proxies from `spirit_busd::client`); a migration shows a
-//! progress bar on a terminal and plain lines otherwise.
+//! to `spiritd` over D-Bus (proxies from `spirit_busd::client`); a migration follows
+//! its job's `PropertiesChanged` signals and shows a progress bar on a terminal, plain
+//! lines otherwise.
 
 use clap::{Args, Subcommand};
 use spirit_busd::client::{JobProxyBlocking, ManagerProxyBlocking};
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::time::Duration;
+use zbus::blocking::fdo::PropertiesProxy;
 use zbus::blocking::Connection;
-use zbus::zvariant::Value;
+use zbus::proxy::CacheProperties;
+use zbus::zvariant::{OwnedValue, Value};
 
 /// Which spiritd to talk to.
 #[derive(Args, Clone)]
@@ -147,7 +151,11 @@ fn migrate(
         opts.insert("pid_ns", Value::from(true));
     }
     let path = mgr.migrate(pid, to, opts)?;
-    let job = JobProxyBlocking::builder(conn).path(path)?.build()?;
+    // Properties are read from the daemon, not from a cache that signals fill.
+    let job = JobProxyBlocking::builder(conn)
+        .path(path)?
+        .cache_properties(CacheProperties::No)
+        .build()?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(
@@ -160,9 +168,9 @@ fn migrate(
         b
     });
     let mut last_line = (String::new(), u64::MAX);
-    let state = loop {
-        let state = job.state()?;
-        let (done, total) = (job.bytes_done()?, job.bytes_total()?);
+    let state = follow(conn, &job, |seen| {
+        let Seen { state, done, total } = seen;
+        let (done, total) = (*done, *total);
         match &bar {
             Some(b) => {
                 b.set_length(total);
@@ -170,17 +178,13 @@ fn migrate(
             }
             None => {
                 // Plain lines: on each state change and every 64 MiB.
-                if state != last_line.0 || done / (64 << 20) != last_line.1 {
+                if *state != last_line.0 || done / (64 << 20) != last_line.1 {
                     eprintln!("spirit: migrate pid {pid} to {to}: {state} {done}/{total} bytes");
                     last_line = (state.clone(), done / (64 << 20));
                 }
             }
         }
-        if matches!(state.as_str(), "done" | "failed" | "cancelled") {
-            break state;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    })?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -201,4 +205,134 @@ fn migrate(
         if keep_source { "source left running" } else { "source ended" }
     );
     Ok(0)
+}
+
+/// What `spirit migrate` shows of its job.
+#[derive(Debug, Default, PartialEq)]
+struct Seen {
+    state: String,
+    done: u64,
+    total: u64,
+}
+
+impl Seen {
+    /// Take the changed properties among `State`, `BytesDone` and `BytesTotal`.
+    fn take(&mut self, changed: &HashMap<String, OwnedValue>) {
+        for (k, v) in changed {
+            match (k.as_str(), &**v) {
+                ("State", Value::Str(s)) => self.state = s.to_string(),
+                ("BytesDone", Value::U64(n)) => self.done = *n,
+                ("BytesTotal", Value::U64(n)) => self.total = *n,
+                _ => {}
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        matches!(self.state.as_str(), "done" | "failed" | "cancelled")
+    }
+}
+
+/// Without a signal for this long, ask the daemon (it may have gone away).
+const QUIET: Duration = Duration::from_secs(5);
+
+/// Follow `job` until it is finished: its state and bytes now, then as its
+/// `PropertiesChanged` signals tell them, calling `show` after each change (the
+/// signals of one burst together). Returns the final state.
+fn follow(
+    conn: &Connection,
+    job: &JobProxyBlocking,
+    mut show: impl FnMut(&Seen),
+) -> zbus::Result<String> {
+    let props = PropertiesProxy::builder(conn)
+        .destination(job.inner().destination().to_owned())?
+        .path(job.inner().path().to_owned())?
+        .build()?;
+    // Listen first, then read, so that no change falls between the two.
+    let signals = props.receive_properties_changed()?;
+    let iface = job.inner().interface().to_owned();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for sig in signals {
+            let Ok(args) = sig.args() else { continue };
+            if args.interface_name != iface {
+                continue;
+            }
+            let changed: HashMap<String, OwnedValue> = args
+                .changed_properties
+                .iter()
+                .filter_map(|(k, v)| Some((k.to_string(), v.try_to_owned().ok()?)))
+                .collect();
+            if tx.send(changed).is_err() {
+                break;
+            }
+        }
+    });
+    let read = |seen: &mut Seen| -> zbus::Result<()> {
+        *seen = Seen {
+            state: job.state()?,
+            done: job.bytes_done()?,
+            total: job.bytes_total()?,
+        };
+        Ok(())
+    };
+    let mut seen = Seen::default();
+    read(&mut seen)?;
+    loop {
+        show(&seen);
+        if seen.finished() {
+            return Ok(seen.state);
+        }
+        match rx.recv_timeout(QUIET) {
+            Ok(changed) => {
+                seen.take(&changed);
+                while let Ok(more) = rx.try_recv() {
+                    seen.take(&more);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => read(&mut seen)?,
+            Err(RecvTimeoutError::Disconnected) => {
+                // The connection stopped delivering signals: read, now and then.
+                std::thread::sleep(Duration::from_millis(100));
+                read(&mut seen)?;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_properties_update_what_is_shown() {
+        let mut seen = Seen::default();
+        let changed: HashMap<String, OwnedValue> = [
+            (
+                "State",
+                OwnedValue::from(zbus::zvariant::Str::from("running")),
+            ),
+            ("BytesDone", OwnedValue::from(5u64)),
+            ("Progress", OwnedValue::from(0.5f64)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        seen.take(&changed);
+        assert_eq!(
+            seen,
+            Seen {
+                state: "running".into(),
+                done: 5,
+                total: 0
+            }
+        );
+        assert!(!seen.finished());
+        let end = HashMap::from([(
+            "State".to_string(),
+            OwnedValue::from(zbus::zvariant::Str::from("done")),
+        )]);
+        seen.take(&end);
+        assert!(seen.finished() && seen.done == 5);
+    }
 }

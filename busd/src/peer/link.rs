@@ -3,9 +3,9 @@
 //! frames. A frame's first plaintext byte says what it is: `J` a JSON [`Msg`], `D`
 //! image bytes.
 
-use super::keys::{hex, parse_key, Keypair, NOISE_PARAMS};
-use super::Msg;
+use super::msg::Msg;
 use crate::config::Peer;
+use crate::keys::{hex, parse_key, BadKey, Keypair, NOISE_PARAMS};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
@@ -25,6 +25,38 @@ pub fn describe(e: &io::Error) -> String {
         }
         _ => e.to_string(),
     }
+}
+
+/// Why a link could not be made. Handshake failures keep the I/O error, in words.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("cannot reach peer {peer} at {addr}: {source}")]
+    Unreachable {
+        peer: String,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("handshake with peer {peer} at {addr} failed: {source}")]
+    Handshake {
+        peer: String,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error(transparent)]
+    BadPinnedKey(#[from] BadKey),
+    #[error("peer {peer} at {addr} presented key {presented} but the configuration pins {pinned}: refused, nothing sent")]
+    WrongKey {
+        peer: String,
+        addr: SocketAddr,
+        presented: String,
+        pinned: String,
+    },
+    #[error("connection without an address: {0}")]
+    NoAddress(io::Error),
+    #[error("handshake with {addr} failed: {source}")]
+    HandshakeFrom { addr: SocketAddr, source: io::Error },
+    #[error("refused a connection from {addr}: its key {key} is not a configured peer's")]
+    UnknownKey { addr: SocketAddr, key: String },
 }
 
 pub struct Link {
@@ -67,15 +99,23 @@ fn builder(key: &Keypair) -> snow::Builder<'_> {
 impl Link {
     /// Connect to `peer` and prove both identities; the peer must hold exactly the key
     /// the configuration pins for it.
-    pub fn connect(key: &Keypair, peer: &Peer, timeout: Duration) -> Result<Link, String> {
+    pub fn connect(key: &Keypair, peer: &Peer, timeout: Duration) -> Result<Link, LinkError> {
         let addr = peer.address;
-        let mut s = TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|e| format!("cannot reach peer {} at {addr}: {e}", peer.name))?;
+        let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|source| {
+            LinkError::Unreachable {
+                peer: peer.name.clone(),
+                addr,
+                source,
+            }
+        })?;
         s.set_read_timeout(Some(timeout)).ok();
         s.set_write_timeout(Some(timeout)).ok();
         s.set_nodelay(true).ok();
-        let hs_err =
-            |e: io::Error| format!("handshake with peer {} at {addr} failed: {e}", peer.name);
+        let hs_err = |source: io::Error| LinkError::Handshake {
+            peer: peer.name.clone(),
+            addr,
+            source,
+        };
         let mut hs = builder(key)
             .build_initiator()
             .map_err(|e| hs_err(proto(e)))?;
@@ -93,14 +133,14 @@ impl Link {
             .unwrap_or_default();
         let pinned = parse_key(&peer.public_key)?;
         if theirs != pinned {
-            let msg = format!(
-                "peer {} at {addr} presented key {} but the configuration pins {}: refused, nothing sent",
-                peer.name,
-                hex(&theirs),
-                peer.public_key
-            );
-            tracing::warn!("{msg}");
-            return Err(msg);
+            let e = LinkError::WrongKey {
+                peer: peer.name.clone(),
+                addr,
+                presented: hex(&theirs),
+                pinned: peer.public_key.clone(),
+            };
+            tracing::warn!("{e}");
+            return Err(e);
         }
         let n = hs
             .write_message(&[], &mut out)
@@ -124,14 +164,12 @@ impl Link {
         peers: &[Peer],
         mut s: TcpStream,
         timeout: Duration,
-    ) -> Result<Link, String> {
-        let addr = s
-            .peer_addr()
-            .map_err(|e| format!("connection without an address: {e}"))?;
+    ) -> Result<Link, LinkError> {
+        let addr = s.peer_addr().map_err(LinkError::NoAddress)?;
         s.set_read_timeout(Some(timeout)).ok();
         s.set_write_timeout(Some(timeout)).ok();
         s.set_nodelay(true).ok();
-        let hs_err = |e: io::Error| format!("handshake with {addr} failed: {e}");
+        let hs_err = |source: io::Error| LinkError::HandshakeFrom { addr, source };
         let mut hs = builder(key)
             .build_responder()
             .map_err(|e| hs_err(proto(e)))?;
@@ -155,10 +193,10 @@ impl Link {
             .find(|p| parse_key(&p.public_key).is_ok_and(|k| k == theirs))
         else {
             let _ = s.shutdown(Shutdown::Both);
-            return Err(format!(
-                "refused a connection from {addr}: its key {} is not a configured peer's",
-                hex(&theirs)
-            ));
+            return Err(LinkError::UnknownKey {
+                addr,
+                key: hex(&theirs),
+            });
         };
         let noise = hs.into_transport_mode().map_err(|e| hs_err(proto(e)))?;
         Ok(Link {

@@ -5,16 +5,75 @@
 //! the job fails at any point, the worker's stdin (its verdict fd) closes without a
 //! `k` and the process resumes untouched.
 
-use super::link::{describe, Frame, Link, CHUNK};
-use super::{survey, Msg};
+use super::link::{describe, Frame, Link, LinkError, CHUNK};
+use super::msg::Msg;
+use super::survey::{self, SurveyError};
 use crate::auth::Identity;
 use crate::config::Peer;
+use crate::ctx::Ctx;
 use crate::job::{JobHandle, ResultMap, Val};
-use crate::worker::{self, Worker};
-use std::io::{Read, Write};
+use crate::worker::{self, Worker, WorkerError};
+use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::process::Stdio;
 use std::time::Instant;
+
+/// Why a migration failed (every message says whether the source process resumed or
+/// was never stopped).
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(transparent)]
+    Survey(#[from] SurveyError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("link to peer {peer} broken: {}", describe(source))]
+    Lost { peer: String, source: io::Error },
+    #[error("peer {peer} refused: {reason}; the process {pid} was not stopped")]
+    Refused {
+        peer: String,
+        reason: String,
+        pid: u32,
+    },
+    /// Its answer to the request (a message, shown as Rust debug text).
+    #[error("peer {peer} answered {answer} to a migration request")]
+    Unexpected { peer: String, answer: String },
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+    #[error("the dump worker's pipes are missing")]
+    NoPipes,
+    #[error("{source}; the source process {pid} resumed")]
+    Resumed { source: StreamError, pid: u32 },
+    #[error("cancelled after the peer restored pid {new_pid}; the source process {pid} resumed")]
+    CancelledLate { new_pid: u32, pid: u32 },
+}
+
+/// Why the image did not reach a running process on the peer.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("reading the image from the dump worker: {0}")]
+    ReadImage(io::Error),
+    #[error(
+        "link to peer {peer} broken while sending the image: {}",
+        describe(source)
+    )]
+    SendBroken { peer: String, source: io::Error },
+    #[error("peer {peer} spoke out of turn while receiving the image")]
+    OutOfTurn { peer: String },
+    #[error(
+        "link to peer {peer} broken at the end of the image: {}",
+        describe(source)
+    )]
+    EndBroken { peer: String, source: io::Error },
+    #[error("peer {peer} could not restore the process: {reason}")]
+    PeerFailed { peer: String, reason: String },
+    #[error("peer {peer} answered {answer} instead of a restore result")]
+    Unexpected { peer: String, answer: String },
+    #[error(
+        "no answer from peer {peer} after the image was sent: {}",
+        describe(source)
+    )]
+    NoAnswer { peer: String, source: io::Error },
+}
 
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -24,14 +83,14 @@ fn comm(pid: u32) -> String {
 
 pub fn migrate(
     job: &JobHandle,
+    ctx: &Ctx,
     who: &Identity,
     pid: u32,
     peer: &Peer,
     keep_source: bool,
     pid_ns: bool,
-) -> Result<ResultMap, String> {
+) -> Result<ResultMap, MigrateError> {
     let started = Instant::now();
-    let ctx = job.ctx();
     // What the peer needs to know to accept or refuse, taken while the tree runs.
     let survey = survey::survey(pid)?;
     let mut link = Link::connect(&ctx.key, peer, ctx.cfg.link_timeout())?;
@@ -41,7 +100,10 @@ pub fn migrate(
         })));
     }
     let name = &peer.name;
-    let lost = |e: std::io::Error| format!("link to peer {name} broken: {}", describe(&e));
+    let lost = |source| MigrateError::Lost {
+        peer: name.clone(),
+        source,
+    };
     link.send(&Msg::Migrate {
         pid,
         comm: comm(pid),
@@ -55,11 +117,18 @@ pub fn migrate(
     match link.recv_msg().map_err(lost)? {
         Msg::Accept => {}
         Msg::Refuse { reason } => {
-            return Err(format!(
-                "peer {name} refused: {reason}; the process {pid} was not stopped"
-            ))
+            return Err(MigrateError::Refused {
+                peer: name.clone(),
+                reason,
+                pid,
+            })
         }
-        m => return Err(format!("peer {name} answered {m:?} to a migration request")),
+        m => {
+            return Err(MigrateError::Unexpected {
+                peer: name.clone(),
+                answer: format!("{m:?}"),
+            })
+        }
     }
 
     let mut cmd = worker::command(ctx, who);
@@ -79,7 +148,7 @@ pub fn migrate(
     let image = w.child.stdout.take();
     let (verdict, image) = match (verdict, image) {
         (Some(v), Some(i)) => (v, i),
-        _ => return Err("the dump worker's pipes are missing".into()),
+        _ => return Err(MigrateError::NoPipes),
     };
 
     std::thread::scope(|s| {
@@ -98,7 +167,7 @@ pub fn migrate(
         };
         drop(verdict);
         let out = follow.join().unwrap_or_default();
-        let new_pid = answer.map_err(|e| format!("{e}; the source process {pid} resumed"))?;
+        let new_pid = answer.map_err(|source| MigrateError::Resumed { source, pid })?;
         if ended {
             let _ = link.send(&Msg::Commit {
                 source_ended: !keep_source,
@@ -106,9 +175,7 @@ pub fn migrate(
         }
         out.check(&format!("checkpoint of pid {pid}"))?;
         if !ended {
-            return Err(format!(
-                "cancelled after the peer restored pid {new_pid}; the source process {pid} resumed"
-            ));
+            return Err(MigrateError::CancelledLate { new_pid, pid });
         }
         let mut r = out
             .result
@@ -131,46 +198,48 @@ pub fn migrate(
 
 /// Copy the image from the dump worker's stdout into the link, then send `End`. The
 /// peer may answer early (its restore failed): that is checked between chunks.
-fn stream(link: &mut Link, mut image: impl Read, name: &str) -> Result<(), String> {
+fn stream(link: &mut Link, mut image: impl Read, name: &str) -> Result<(), StreamError> {
     let mut buf = vec![0u8; CHUNK];
     let mut n_chunks = 0u64;
     loop {
         let n = match image.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("reading the image from the dump worker: {e}")),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StreamError::ReadImage(e)),
         };
-        if let Err(e) = link.send_data(&buf[..n]) {
-            return Err(early_answer(link, name).unwrap_or_else(|| {
-                format!(
-                    "link to peer {name} broken while sending the image: {}",
-                    describe(&e)
-                )
-            }));
+        if let Err(source) = link.send_data(&buf[..n]) {
+            return Err(
+                early_answer(link, name).unwrap_or_else(|| StreamError::SendBroken {
+                    peer: name.to_string(),
+                    source,
+                }),
+            );
         }
         n_chunks += 1;
         if n_chunks.is_multiple_of(16) && link.has_incoming() {
-            return Err(early_answer(link, name).unwrap_or_else(|| {
-                format!("peer {name} spoke out of turn while receiving the image")
-            }));
+            return Err(
+                early_answer(link, name).unwrap_or_else(|| StreamError::OutOfTurn {
+                    peer: name.to_string(),
+                }),
+            );
         }
     }
-    link.send(&Msg::End).map_err(|e| {
-        format!(
-            "link to peer {name} broken at the end of the image: {}",
-            describe(&e)
-        )
-    })
+    link.send(&Msg::End)
+        .map_err(|source| StreamError::EndBroken {
+            peer: name.to_string(),
+            source,
+        })
 }
 
 /// The reason the peer gave for stopping early, if it gave one.
-fn early_answer(link: &mut Link, name: &str) -> Option<String> {
+fn early_answer(link: &mut Link, name: &str) -> Option<StreamError> {
     link.set_read_timeout(std::time::Duration::from_secs(2));
     match link.recv() {
-        Ok(Frame::Msg(Msg::Failed { reason })) => Some(format!(
-            "peer {name} could not restore the process: {reason}"
-        )),
+        Ok(Frame::Msg(Msg::Failed { reason })) => Some(StreamError::PeerFailed {
+            peer: name.to_string(),
+            reason,
+        }),
         _ => None,
     }
 }
@@ -179,19 +248,16 @@ fn await_restored(
     link: &mut Link,
     timeout: std::time::Duration,
     name: &str,
-) -> Result<u32, String> {
+) -> Result<u32, StreamError> {
     link.set_read_timeout(timeout);
+    let peer = name.to_string();
     match link.recv_msg() {
         Ok(Msg::Restored { pid }) => Ok(pid),
-        Ok(Msg::Failed { reason }) => Err(format!(
-            "peer {name} could not restore the process: {reason}"
-        )),
-        Ok(m) => Err(format!(
-            "peer {name} answered {m:?} instead of a restore result"
-        )),
-        Err(e) => Err(format!(
-            "no answer from peer {name} after the image was sent: {}",
-            describe(&e)
-        )),
+        Ok(Msg::Failed { reason }) => Err(StreamError::PeerFailed { peer, reason }),
+        Ok(m) => Err(StreamError::Unexpected {
+            peer,
+            answer: format!("{m:?}"),
+        }),
+        Err(source) => Err(StreamError::NoAnswer { peer, source }),
     }
 }

@@ -22,6 +22,37 @@ pub struct NeededFile {
     pub mtime_ns: i64,
 }
 
+/// Why a tree could not be surveyed.
+#[derive(Debug, thiserror::Error)]
+pub enum SurveyError {
+    #[error("surveying pid {pid} before the migration: {source}")]
+    Proc {
+        pid: i32,
+        source: spirit_core::Error,
+    },
+    #[error("surveying pid {pid} before the migration: its executable: {source}")]
+    Exe { pid: i32, source: std::io::Error },
+}
+
+/// A tree that does not fit in this host's memory (bytes).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "not enough free memory here: the process needs {} MiB for its pages, this host has {} MiB available (MemAvailable) and keeps {} MiB free (limits.keep_free_mib)",
+    mib(*need),
+    available >> 20,
+    mib(*keep_free)
+)]
+pub struct MemoryShort {
+    pub need: u64,
+    pub available: u64,
+    pub keep_free: u64,
+}
+
+/// Bytes in MiB, rounded up.
+fn mib(b: u64) -> u64 {
+    b.div_ceil(1 << 20)
+}
+
 /// The survey of a running tree.
 #[derive(Debug, Default)]
 pub struct Survey {
@@ -30,7 +61,7 @@ pub struct Survey {
 }
 
 /// Survey the tree of `pid` (running; nothing is stopped).
-pub fn survey(pid: u32) -> Result<Survey, String> {
+pub fn survey(pid: u32) -> Result<Survey, SurveyError> {
     let mut s = Survey::default();
     let mut todo = vec![pid as i32];
     let mut seen = Vec::new();
@@ -39,15 +70,13 @@ pub fn survey(pid: u32) -> Result<Survey, String> {
             continue;
         }
         seen.push(p);
-        let one = (|| -> Result<(u64, Vec<FileId>), String> {
-            let e = |e: spirit_core::Error| format!("surveying pid {p} before the migration: {e}");
+        let one = (|| -> Result<(u64, Vec<FileId>), SurveyError> {
+            let e = |source| SurveyError::Proc { pid: p, source };
             let mut vmas = procinfo::vmas(p).map_err(e)?;
             let runs = pages::plan(p, &mut vmas).map_err(e)?;
             let exe = std::fs::read_link(format!("/proc/{p}/exe"))
                 .map(|x| x.to_string_lossy().into_owned())
-                .map_err(|err| {
-                    format!("surveying pid {p} before the migration: its executable: {err}")
-                })?;
+                .map_err(|source| SurveyError::Exe { pid: p, source })?;
             let bytes = runs.iter().map(|r| r.1 as u64).sum::<u64>();
             Ok((bytes, procinfo::file_ids(p, &exe, &vmas)))
         })();
@@ -115,17 +144,15 @@ pub fn mem_available(meminfo: &str) -> Option<u64> {
 
 /// May a tree with `need` bytes of pages come here, with `available` bytes available
 /// and `keep_free` bytes to be left free?
-pub fn check_memory(need: u64, available: u64, keep_free: u64) -> Result<(), String> {
+pub fn check_memory(need: u64, available: u64, keep_free: u64) -> Result<(), MemoryShort> {
     if need.saturating_add(keep_free) <= available {
         return Ok(());
     }
-    let mib = |b: u64| b.div_ceil(1 << 20);
-    Err(format!(
-        "not enough free memory here: the process needs {} MiB for its pages, this host has {} MiB available (MemAvailable) and keeps {} MiB free (limits.keep_free_mib)",
-        mib(need),
-        available >> 20,
-        mib(keep_free)
-    ))
+    Err(MemoryShort {
+        need,
+        available,
+        keep_free,
+    })
 }
 
 #[cfg(test)]
@@ -182,7 +209,9 @@ mod tests {
         let avail = mem_available(info).unwrap();
         assert_eq!(avail, 2 << 30);
         assert!(check_memory(1 << 30, avail, 64 << 20).is_ok());
-        let e = check_memory(2 << 30, avail, 64 << 20).unwrap_err();
+        let e = check_memory(2 << 30, avail, 64 << 20)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("2048 MiB") && e.contains("MemAvailable") && e.contains("64 MiB"),
             "{e}"

@@ -7,15 +7,15 @@
 //! holds the process frozen (on one kernel, or if pids collide across hosts).
 
 use super::link::{describe, Frame, Link};
-use super::survey::{self, NeededFile};
-use super::Msg;
+use super::msg::Msg;
+use super::survey::{self, MemoryShort, NeededFile};
 use crate::auth::Identity;
+use crate::ctx::Ctx;
 use crate::error::StartError;
-use crate::job::{self, JobHandle, Jobs, ResultMap, Val};
-use crate::local::restored_pid;
-use crate::worker::{self, Worker};
-use crate::Ctx;
-use std::io::Write;
+use crate::job::{self, JobHandle, ResultMap, Val};
+use crate::local::{restored_pid, LocalError};
+use crate::worker::{self, Worker, WorkerError};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::Stdio;
 use std::sync::atomic::Ordering;
@@ -43,6 +43,71 @@ pub fn listen(ctx: Arc<Ctx>, addr: SocketAddr) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Why this host does not take a migration (sent to the source as the reason).
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("user {0:?} may not migrate processes into this host (limits.allowed_users)")]
+    UserNotAllowed(String),
+    #[error("there is no user {0:?} on this host")]
+    NoSuchUser(String),
+    /// Each file with what is wrong with it.
+    #[error(
+        "{} file{} the process needs {} missing or different on this host: {} (install {} here, the same version as on the source)",
+        .0.len(),
+        if .0.len() == 1 { "" } else { "s" },
+        if .0.len() == 1 { "is" } else { "are" },
+        .0.join(", "),
+        if .0.len() == 1 { "it" } else { "them" },
+    )]
+    Files(Vec<String>),
+    #[error("cannot read /proc/meminfo to check free memory: {0}")]
+    Meminfo(io::Error),
+    #[error("/proc/meminfo has no MemAvailable line")]
+    NoMemAvailable,
+    #[error(transparent)]
+    Memory(#[from] MemoryShort),
+    #[error("a new pid namespace needs root, and the process would run here as {0}")]
+    PidNsNeedsRoot(String),
+    #[error("already {0} incoming migrations (limits.max_incoming)")]
+    TooMany(usize),
+    #[error("cannot create a job: {0}")]
+    NoJob(zbus::Error),
+}
+
+/// Why an incoming migration failed (the source is told, and resumes its process).
+#[derive(Debug, thiserror::Error)]
+pub enum IncomingError {
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+    #[error("the restore worker has no stdin")]
+    NoStdin,
+    #[error("link to peer {peer} broken: {source}")]
+    Lost { peer: String, source: io::Error },
+    #[error("peer {peer} sent {message} inside the image")]
+    InsideImage { peer: String, message: String },
+    #[error(
+        "link to peer {peer} broken after {got} bytes of the image: {}",
+        describe(source)
+    )]
+    Broken {
+        peer: String,
+        got: u64,
+        source: io::Error,
+    },
+    /// The restore failed (after the stream broke, when it did).
+    #[error("{}{source}", stream.as_ref().map(|s| format!("{s}; ")).unwrap_or_default())]
+    Restore {
+        stream: Option<Box<IncomingError>>,
+        source: LocalError,
+    },
+    #[error("restored pid {new_pid} but could not tell peer {peer}: {source} (the source may resume too)")]
+    NotTold {
+        new_pid: u32,
+        peer: String,
+        source: io::Error,
+    },
+}
+
 /// Decrements the incoming count when dropped.
 struct Incoming(Arc<Ctx>);
 impl Drop for Incoming {
@@ -52,41 +117,30 @@ impl Drop for Incoming {
 }
 
 /// Who the process will run as here, or why not.
-fn admit(ctx: &Ctx, user: &str, uid: u32) -> Result<Identity, String> {
+fn admit(ctx: &Ctx, user: &str, uid: u32) -> Result<Identity, Refusal> {
     let allowed = &ctx.cfg.limits.allowed_users;
     if !allowed.is_empty() && !allowed.iter().any(|u| u == user) {
-        return Err(format!(
-            "user {user:?} may not migrate processes into this host (limits.allowed_users)"
-        ));
+        return Err(Refusal::UserNotAllowed(user.to_string()));
     }
     if uid == 0 && user == "root" {
         return Ok(Identity::of_uid(0));
     }
-    Identity::of_name(user).ok_or_else(|| format!("there is no user {user:?} on this host"))
+    Identity::of_name(user).ok_or_else(|| Refusal::NoSuchUser(user.to_string()))
 }
 
 /// Can this host take a tree with `page_bytes` of pages that needs `files`?
-fn fits(ctx: &Ctx, page_bytes: u64, files: &[NeededFile]) -> Result<(), String> {
+fn fits(ctx: &Ctx, page_bytes: u64, files: &[NeededFile]) -> Result<(), Refusal> {
     let bad = survey::check_files(files);
     if !bad.is_empty() {
-        return Err(format!(
-            "{} file{} the process needs {} missing or different on this host: {} (install {} here, the same version as on the source)",
-            bad.len(),
-            if bad.len() == 1 { "" } else { "s" },
-            if bad.len() == 1 { "is" } else { "are" },
-            bad.join(", "),
-            if bad.len() == 1 { "it" } else { "them" },
-        ));
+        return Err(Refusal::Files(bad));
     }
-    let meminfo = std::fs::read_to_string("/proc/meminfo")
-        .map_err(|e| format!("cannot read /proc/meminfo to check free memory: {e}"))?;
-    let available = survey::mem_available(&meminfo)
-        .ok_or_else(|| "/proc/meminfo has no MemAvailable line".to_string())?;
-    survey::check_memory(
+    let meminfo = std::fs::read_to_string("/proc/meminfo").map_err(Refusal::Meminfo)?;
+    let available = survey::mem_available(&meminfo).ok_or(Refusal::NoMemAvailable)?;
+    Ok(survey::check_memory(
         page_bytes,
         available,
         ctx.cfg.limits.keep_free_mib.saturating_mul(1 << 20),
-    )
+    )?)
 }
 
 fn serve(ctx: Arc<Ctx>, mut link: Link) {
@@ -105,7 +159,8 @@ fn serve(ctx: Arc<Ctx>, mut link: Link) {
         Ok(m) => return tracing::warn!("peer {peer}: unexpected first message {m:?}"),
         Err(e) => return tracing::warn!("peer {peer}: link broken before a request: {e}"),
     };
-    let refuse = |link: &mut Link, reason: String| {
+    let refuse = |link: &mut Link, reason: Refusal| {
+        let reason = reason.to_string();
         tracing::warn!(
             "refused a migration of pid {pid} ({comm}) from peer {peer} at {addr}: {reason}"
         );
@@ -119,39 +174,34 @@ fn serve(ctx: Arc<Ctx>, mut link: Link) {
         return refuse(&mut link, reason);
     }
     if pid_ns && !who.is_root() {
-        return refuse(
-            &mut link,
-            format!("a new pid namespace needs root, and the process would run here as {user}"),
-        );
+        return refuse(&mut link, Refusal::PidNsNeedsRoot(user));
     }
     let max = ctx.cfg.limits.max_incoming;
     if ctx.incoming.fetch_add(1, Ordering::SeqCst) >= max {
         ctx.incoming.fetch_sub(1, Ordering::SeqCst);
-        return refuse(
-            &mut link,
-            format!("already {max} incoming migrations (limits.max_incoming)"),
-        );
+        return refuse(&mut link, Refusal::TooMany(max));
     }
     let slot = Incoming(ctx.clone());
     let desc = format!("incoming pid {pid} ({comm}) from {peer}");
-    let job = match smol::block_on(Jobs::create(&ctx, "incoming", desc, who.uid)) {
+    let job = match smol::block_on(JobHandle::create(&ctx.jobs, "incoming", desc, who.uid)) {
         Ok(j) => j,
-        Err(e) => return refuse(&mut link, format!("cannot create a job: {e:?}")),
+        Err(e) => return refuse(&mut link, Refusal::NoJob(e)),
     };
     job::spawn(job, move |j| {
         let _slot = slot;
-        receive(j, &who, link, &peer, pid_ns)
+        receive(j, &ctx, &who, link, &peer, pid_ns)
     });
 }
 
 fn receive(
     job: &JobHandle,
+    ctx: &Ctx,
     who: &Identity,
     mut link: Link,
     peer: &str,
     pid_ns: bool,
-) -> Result<ResultMap, String> {
-    let mut cmd = worker::command(job.ctx(), who);
+) -> Result<ResultMap, IncomingError> {
+    let mut cmd = worker::command(ctx, who);
     // The original pids are still taken while the source waits for our answer: fresh
     // pids, or the original ones inside a new pid namespace.
     let ids = if pid_ns { "--pid-ns" } else { "--new-pid" };
@@ -160,16 +210,21 @@ fn receive(
     let mut w = match Worker::spawn(cmd, &format!("job {} incoming", job.id)) {
         Ok(w) => w,
         Err(e) => {
-            let _ = link.send(&Msg::Refuse { reason: e.clone() });
-            return Err(e);
+            let _ = link.send(&Msg::Refuse {
+                reason: e.to_string(),
+            });
+            return Err(e.into());
         }
     };
     let Some(mut stdin) = w.child.stdin.take() else {
-        return Err("the restore worker has no stdin".into());
+        return Err(IncomingError::NoStdin);
     };
     w.collect_stdout();
     link.send(&Msg::Accept)
-        .map_err(|e| format!("link to peer {peer} broken: {e}"))?;
+        .map_err(|source| IncomingError::Lost {
+            peer: peer.to_string(),
+            source,
+        })?;
 
     // Image frames into the restore; a restore that stops early makes the write fail.
     let mut got = 0u64;
@@ -189,14 +244,18 @@ fn receive(
             }
             Ok(Frame::Msg(Msg::End)) => break,
             Ok(Frame::Msg(m)) => {
-                stream_err = Some(format!("peer {peer} sent {m:?} inside the image"));
+                stream_err = Some(IncomingError::InsideImage {
+                    peer: peer.to_string(),
+                    message: format!("{m:?}"),
+                });
                 break;
             }
-            Err(e) => {
-                stream_err = Some(format!(
-                    "link to peer {peer} broken after {got} bytes of the image: {}",
-                    describe(&e)
-                ));
+            Err(source) => {
+                stream_err = Some(IncomingError::Broken {
+                    peer: peer.to_string(),
+                    got,
+                    source,
+                });
                 break;
             }
         }
@@ -206,7 +265,8 @@ fn receive(
     let out = w.wait(|_, _| {});
     let restored = out
         .check("restore")
-        .and_then(|()| restored_pid(&out.stdout));
+        .map_err(LocalError::from)
+        .and_then(|()| restored_pid(&out.stdout).map_err(LocalError::from));
     let new_pid = match (restored, stream_err) {
         (Ok(p), None) => p,
         (Ok(p), Some(e)) => {
@@ -217,19 +277,26 @@ fn receive(
             );
             return Err(e);
         }
-        (Err(e), stream_err) => {
-            let reason = stream_err.map(|s| format!("{s}; {e}")).unwrap_or(e);
+        (Err(source), stream_err) => {
+            let e = IncomingError::Restore {
+                stream: stream_err.map(Box::new),
+                source,
+            };
             let _ = link.send(&Msg::Failed {
-                reason: reason.clone(),
+                reason: e.to_string(),
             });
             if restore_gone {
                 drain(&mut link);
             }
-            return Err(reason);
+            return Err(e);
         }
     };
     link.send(&Msg::Restored { pid: new_pid })
-        .map_err(|e| format!("restored pid {new_pid} but could not tell peer {peer}: {e} (the source may resume too)"))?;
+        .map_err(|source| IncomingError::NotTold {
+            new_pid,
+            peer: peer.to_string(),
+            source,
+        })?;
     let ended = match link.recv_msg() {
         Ok(Msg::Commit { source_ended }) => source_ended,
         other => {
@@ -249,4 +316,46 @@ fn receive(
 /// our answer (bounded by the link timeout).
 fn drain(link: &mut Link) {
     while let Ok(Frame::Data(_)) = link.recv() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::NoPid;
+
+    #[test]
+    fn refusals_and_failures_read_as_sentences() {
+        let one = Refusal::Files(vec!["/a (missing: gone)".into()]).to_string();
+        assert!(
+            one.starts_with("1 file the process needs is missing")
+                && one.ends_with("(install it here, the same version as on the source)"),
+            "{one}"
+        );
+        let two = Refusal::Files(vec!["/a".into(), "/b".into()]).to_string();
+        assert!(
+            two.starts_with("2 files the process needs are missing")
+                && two.contains(": /a, /b (install them here"),
+            "{two}"
+        );
+        let no_pid = || LocalError::NoPid(NoPid { stdout: vec![] });
+        let alone = IncomingError::Restore {
+            stream: None,
+            source: no_pid(),
+        };
+        assert_eq!(
+            alone.to_string(),
+            "the restore worker printed no pid (stdout: [])"
+        );
+        let after = IncomingError::Restore {
+            stream: Some(Box::new(IncomingError::InsideImage {
+                peer: "a".into(),
+                message: "End".into(),
+            })),
+            source: no_pid(),
+        };
+        assert_eq!(
+            after.to_string(),
+            "peer a sent End inside the image; the restore worker printed no pid (stdout: [])"
+        );
+    }
 }
