@@ -10,7 +10,8 @@ renders a section.
 
 $TOY_MODE makes it misbehave, for spirit's failure tests: exit_dump (dies in Dump),
 hang_dump (never answers Dump), bad_dump (answers Dump with a string, not bytes),
-bad_restore (answers Restore with a pipe, not a file), exit_restore (dies in Restore).
+bad_restore (answers Restore with a pipe, not a file), exit_restore (dies in Restore),
+hang_restore (never answers Restore).
 """
 import base64
 import json
@@ -60,6 +61,8 @@ def restore(inv, params):
     d = json.loads(bytes(section))
     if MODE == "exit_restore":
         os._exit(3)
+    if MODE == "hang_restore":
+        time.sleep(3600)
     if MODE == "bad_restore":
         fd, w = os.pipe()
         os.close(w)

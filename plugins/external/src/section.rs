@@ -88,7 +88,7 @@ mod tests {
             target: "/q (deleted)".into(),
             data: vec![1, 2, 3],
         };
-        assert_eq!(decode("x", &encode(&[r.clone()])).unwrap(), vec![r]);
+        assert_eq!(decode("x", &encode(std::slice::from_ref(&r))).unwrap(), vec![r]);
         assert!(decode("x", b"garbage!").is_err());
         assert!(decode("x", &[]).is_err());
     }

@@ -108,7 +108,9 @@ pub fn collect(pid: i32, fds: &mut [FdEntry], tree: &mut DumpTree) -> Result<Fil
         umask: umask_of(pid),
         fds: Vec::new(),
     };
-    for entry in fds.iter_mut() {
+    // Descriptors an earlier plugin of the pipeline took (an external plugin's path
+    // prefix or device major) are its own.
+    for entry in fds.iter_mut().filter(|e| !e.claimed) {
         if let Some(rec) = classify(pid, entry)? {
             sec.fds.push(rec);
             entry.claimed = true;
