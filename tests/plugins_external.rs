@@ -451,3 +451,55 @@ fn spirit_plugins_lists_built_in_and_external_plugins() {
         text.stdout
     );
 }
+
+#[test]
+fn one_queue_shared_by_a_parent_and_its_child_stays_one_queue() {
+    let dir = TestDir::new("ext-mqtree");
+    let plugins = Plugins::new(&dir);
+    let name = queue_name("tree");
+    let _g = QueueGuard(name.clone());
+    let prog = build_c("mqueue_tree.c", &[]);
+    let out = dir.join("prog.out");
+    let mut orig = Proc::spawn(&prog, &[&name], &dir, "prog");
+    wait_for_line(&out, "child ready");
+    wait_for_line(&out, "ready");
+    let kids = fs::read_to_string(format!("/proc/{0}/task/{0}/children", orig.pid)).unwrap();
+    let kid: i32 = kids.trim().parse().expect("one child");
+    let img = dir.join("img.spirit");
+    plugins.dump(orig.pid, &img, &[]).ok("dump");
+    orig.reap();
+    // Re-parented to this test (the subreaper) when the dump ended the tree.
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(kid), None);
+    let shown = plugins.run(&["show", "--json", &img.to_string_lossy()], &[]);
+    let v: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    // Dumped once: fd 4 is another description of fd 3's queue; the child's fds are
+    // fd 3 and fd 4 of the parent.
+    let parent = &v["processes"][0]["sections"]["mqueue"]["content"]["fds"];
+    assert_eq!(parent[0]["content"]["curmsgs"], 2, "{parent}");
+    assert_eq!(parent[1]["content"]["same_description"], false, "{parent}");
+    let child = &v["processes"][1]["sections"]["mqueue"]["content"]["fds"];
+    assert_eq!(child[0]["content"]["same_description"], true, "{child}");
+    let (run, restored) = plugins.restore(&img, &[]);
+    run.ok("restore");
+    let _r = restored.unwrap();
+    fs::write(dir.join("go"), "").unwrap();
+    let lines = report(&out);
+    let after: Vec<&str> = lines
+        .iter()
+        .skip_while(|l| !l.starts_with("fd4 curmsgs"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        after,
+        [
+            "fd4 curmsgs=3 nonblock=0",
+            "fd3 nonblock=1",
+            "fd4 send EBADF",
+            "msg prio=9 b",
+            "msg prio=5 from child",
+            "msg prio=1 a",
+            "done",
+        ],
+        "{lines:?}"
+    );
+}

@@ -106,9 +106,15 @@ impl Plugin for ExternalPlugin {
         let peer = peer::Peer::start(&self.manifest).map_err(|e| self.failed(e))?;
         let mut fds = Vec::with_capacity(recs.len());
         for r in recs {
-            let shown = peer
-                .show(&r.data)
-                .map_err(|e| self.failed(format!("fd {}: {e}", r.fd)))?;
+            let shown = match r.share {
+                Some(sh) => json!({
+                    "same_object_as": {"pid": sh.pid, "fd": sh.fd},
+                    "same_description": sh.same_description,
+                }),
+                None => peer
+                    .show(&r.data)
+                    .map_err(|e| self.failed(format!("fd {}: {e}", r.fd)))?,
+            };
             fds.push(json!({
                 "fd": r.fd,
                 "flags": format!("{:#o}", r.flags),

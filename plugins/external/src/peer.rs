@@ -77,10 +77,13 @@ impl Peer {
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| format!("dup of standard error: {e}"))?;
-        let mut child = Command::new(&m.exec)
-            .stdin(Stdio::from(OwnedFd::from(theirs)))
+        let mut cmd = Command::new(&m.exec);
+        cmd.stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::from(log))
-            .env("SPIRIT_PLUGIN_FD", "0")
+            .env("SPIRIT_PLUGIN_FD", "0");
+        // Nothing of spirit's (an image, a progress or verdict pipe) leaks to the plugin.
+        spirit_kmod::close_inherited_fds(&mut cmd);
+        let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", m.exec.display()))?;
         let connected = with_deadline(limit, "the connection handshake", async {

@@ -5,7 +5,9 @@
 //! child cannot talk D-Bus either (its extra threads would survive into the restored
 //! process). So, at plan time, before anything exists, the restorer forks a short-lived
 //! helper process; the helper starts the plugin, calls `Restore` for every record of
-//! every process, checks each descriptor it gets is of the kind that was checkpointed
+//! every process (a record of an object an earlier one has gets that one's descriptor
+//! again, or, for another open file description of it, a reopening of it through
+//! `/proc/self/fd` with its own flags and position), checks each descriptor it gets is of the kind that was checkpointed
 //! (same filesystem magic, same file type), ends the plugin, and reports. The restorer
 //! takes the descriptors out of the helper with `pidfd_getfd`, lets it exit, and parks
 //! them at numbers from [`Parking`]; each restore child inherits them and `dup3`s its
@@ -160,38 +162,87 @@ fn in_helper(m: &Manifest, work: &[(i32, FdRecord)]) -> Result<Vec<OwnedFd>> {
     Ok(fds)
 }
 
-/// In the helper: start the plugin, rebuild each descriptor, check its kind.
+/// In the helper: start the plugin, rebuild each descriptor (or share or reopen the
+/// earlier one of the same object), check its kind.
 fn helper_work(
     m: &Manifest,
     work: &[(i32, FdRecord)],
 ) -> std::result::Result<Vec<OwnedFd>, String> {
     let peer = Peer::start(m)?;
-    let mut out = Vec::with_capacity(work.len());
-    for (pid, r) in work {
-        let facts = HashMap::from([
-            ("pid", Value::from(*pid)),
-            ("fd", Value::from(r.fd)),
-            ("flags", Value::from(r.flags)),
-            ("target", Value::from(r.target.as_str())),
-        ]);
+    let mut out: Vec<OwnedFd> = Vec::with_capacity(work.len());
+    for (i, (pid, r)) in work.iter().enumerate() {
         let at = format!("process {pid} fd {} ({})", r.fd, r.target);
-        let fd = peer
-            .restore(&r.data, facts)
-            .map_err(|e| format!("{at}: {e}"))?;
-        let magic = nix::sys::statfs::fstatfs(&fd)
-            .map(|s| s.filesystem_type().0)
-            .map_err(|e| format!("{at}: fstatfs of the descriptor it returned: {e}"))?;
-        let ftype = nix::sys::stat::fstat(fd.as_raw_fd())
-            .map(|s| s.st_mode & libc::S_IFMT)
-            .map_err(|e| format!("{at}: fstat of the descriptor it returned: {e}"))?;
-        if magic != r.fs_magic || ftype != r.file_type {
-            return Err(format!(
-                "{at}: returned a descriptor of another kind (filesystem {magic:#x}, file type {ftype:#o}) than was checkpointed (filesystem {:#x}, file type {:#o})",
-                r.fs_magic, r.file_type
-            ));
-        }
+        let fd = match r.share {
+            Some(sh) => {
+                let first = work[..i]
+                    .iter()
+                    .position(|(p, f)| (*p, f.fd) == (sh.pid, sh.fd))
+                    .ok_or_else(|| format!("{at}: bad section: it shares process {} fd {}, which has no earlier record", sh.pid, sh.fd))?;
+                if sh.same_description {
+                    out[first]
+                        .try_clone()
+                        .map_err(|e| format!("{at}: dup: {e}"))?
+                } else {
+                    reopen(&out[first], r).map_err(|e| {
+                        format!(
+                            "{at}: reopening the object of process {} fd {}: {e}",
+                            sh.pid, sh.fd
+                        )
+                    })?
+                }
+            }
+            None => {
+                let facts = HashMap::from([
+                    ("pid", Value::from(*pid)),
+                    ("fd", Value::from(r.fd)),
+                    ("flags", Value::from(r.flags)),
+                    ("target", Value::from(r.target.as_str())),
+                ]);
+                peer.restore(&r.data, facts)
+                    .map_err(|e| format!("{at}: {e}"))?
+            }
+        };
+        check_kind(&fd, r).map_err(|e| format!("{at}: {e}"))?;
         out.push(fd);
     }
     drop(peer);
     Ok(out)
+}
+
+/// Another open file description of the object `first` is on, with `r`'s access mode,
+/// status flags and position.
+fn reopen(first: &OwnedFd, r: &FdRecord) -> std::io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = r.flags as i32;
+    let acc = flags & libc::O_ACCMODE;
+    let status =
+        flags & !(libc::O_ACCMODE | libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
+    let f = std::fs::OpenOptions::new()
+        .read(acc != libc::O_WRONLY)
+        .write(acc != libc::O_RDONLY)
+        .custom_flags(status | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(format!("/proc/self/fd/{}", first.as_raw_fd()))?;
+    if r.pos != 0 {
+        use std::io::Seek;
+        (&f).seek(std::io::SeekFrom::Start(r.pos))?;
+    }
+    Ok(f.into())
+}
+
+/// The descriptor is on the same kind of filesystem, and the same type of file, as the
+/// one checkpointed.
+fn check_kind(fd: &OwnedFd, r: &FdRecord) -> std::result::Result<(), String> {
+    let magic = nix::sys::statfs::fstatfs(fd)
+        .map(|s| s.filesystem_type().0)
+        .map_err(|e| format!("fstatfs of the descriptor it returned: {e}"))?;
+    let ftype = nix::sys::stat::fstat(fd.as_raw_fd())
+        .map(|s| s.st_mode & libc::S_IFMT)
+        .map_err(|e| format!("fstat of the descriptor it returned: {e}"))?;
+    if magic != r.fs_magic || ftype != r.file_type {
+        return Err(format!(
+            "returned a descriptor of another kind (filesystem {magic:#x}, file type {ftype:#o}) than was checkpointed (filesystem {:#x}, file type {:#o})",
+            r.fs_magic, r.file_type
+        ));
+    }
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! The section spirit keeps per process for one external plugin: one record per
 //! descriptor the plugin took (number, flags, what kind of file it was, the plugin's
-//! opaque bytes), in Cap'n Proto (`schema/external.capnp`).
+//! opaque bytes, or which earlier record of the tree is the same object), in Cap'n Proto (`schema/external.capnp`).
 
 use crate::external_capnp::{external_section, fd_record};
 use spirit_core::{Error, Result};
@@ -14,6 +14,17 @@ pub struct FdRecord {
     pub file_type: u32,
     pub target: String,
     pub data: Vec<u8>,
+    /// The earlier record (pid, fd) of the same object, and whether it is the same
+    /// open file description.
+    pub share: Option<Share>,
+    pub pos: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Share {
+    pub pid: i32,
+    pub fd: i32,
+    pub same_description: bool,
 }
 
 pub fn encode(recs: &[FdRecord]) -> Vec<u8> {
@@ -29,6 +40,13 @@ pub fn encode(recs: &[FdRecord]) -> Vec<u8> {
         b.set_file_type(r.file_type);
         b.set_target(r.target.as_str());
         b.set_data(&r.data);
+        b.set_pos(r.pos);
+        if let Some(sh) = r.share {
+            b.set_shared(true);
+            b.set_share_pid(sh.pid);
+            b.set_share_fd(sh.fd);
+            b.set_same_description(sh.same_description);
+        }
     }
     let mut out = Vec::new();
     capnp::serialize::write_message(&mut out, &msg).expect("writing to a Vec cannot fail");
@@ -68,6 +86,12 @@ pub fn decode(plugin: &str, bytes: &[u8]) -> Result<Vec<FdRecord>> {
             file_type: r.get_file_type(),
             target,
             data: r.get_data().map_err(|e| corrupt(plugin, e))?.to_vec(),
+            pos: r.get_pos(),
+            share: r.get_shared().then(|| Share {
+                pid: r.get_share_pid(),
+                fd: r.get_share_fd(),
+                same_description: r.get_same_description(),
+            }),
         });
     }
     Ok(recs)
@@ -87,8 +111,17 @@ mod tests {
             file_type: libc::S_IFREG,
             target: "/q (deleted)".into(),
             data: vec![1, 2, 3],
+            pos: 9,
+            share: Some(Share {
+                pid: 7,
+                fd: 4,
+                same_description: true,
+            }),
         };
-        assert_eq!(decode("x", &encode(std::slice::from_ref(&r))).unwrap(), vec![r]);
+        assert_eq!(
+            decode("x", &encode(std::slice::from_ref(&r))).unwrap(),
+            vec![r]
+        );
         assert!(decode("x", b"garbage!").is_err());
         assert!(decode("x", &[]).is_err());
     }
