@@ -10,6 +10,7 @@ mod common;
 
 use common::*;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -502,4 +503,71 @@ fn one_queue_shared_by_a_parent_and_its_child_stays_one_queue() {
         ],
         "{lines:?}"
     );
+}
+
+/// Whether a message queue of that name exists on the host.
+fn queue_exists(name: &str) -> bool {
+    use nix::mqueue::{mq_close, mq_open, MQ_OFlag};
+    use nix::sys::stat::Mode;
+    match mq_open(name, MQ_OFlag::O_RDONLY, Mode::empty(), None) {
+        Ok(q) => {
+            let _ = mq_close(q);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn a_named_queue_made_for_a_failed_restore_is_removed_and_the_next_restore_works() {
+    let dir = TestDir::new("ext-mqdiscard");
+    let plugins = Plugins::new(&dir);
+    let name = queue_name("discard");
+    let _g = QueueGuard(name.clone());
+    let prog = build_c("mqueue_holder.c", &[]);
+    let out = dir.join("prog.out");
+    let mut orig = Proc::spawn(&prog, &[&name, "named"], &dir, "prog");
+    wait_for_line(&out, "ready");
+    let img = dir.join("img.spirit");
+    plugins.dump(orig.pid, &img, &[]).ok("dump");
+    orig.reap();
+    // The queue ended with the process... but its name stays: remove it, as if the
+    // image were restored on another host.
+    assert!(queue_exists(&name));
+    nix::mqueue::mq_unlink(name.as_str()).unwrap();
+    // A restore that fails after the plugin made the queue (the program's output file
+    // changed since the checkpoint: refused by the files plugin's check).
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&out)
+        .unwrap()
+        .write_all(b"changed\n")
+        .unwrap();
+    let (run, p) = plugins.restore(&img, &[]);
+    assert!(p.is_none(), "restore succeeded");
+    run.fails(11, &["changed"], "restore with a changed file");
+    assert!(
+        !queue_exists(&name),
+        "the failed restore left the queue {name}"
+    );
+    assert!(!pid_exists(orig.pid));
+    // Accepting the change, it comes back under its name with its messages.
+    let run = plugins.run(
+        &[
+            "restore",
+            &img.to_string_lossy(),
+            "--detach",
+            "--allow-changed-files",
+        ],
+        &[],
+    );
+    run.ok("restore --allow-changed-files");
+    let pid: i32 = run.stdout.trim().parse().expect("restored pid");
+    let _r = Proc::adopt(pid);
+    assert!(queue_exists(&name), "the restored queue has its name");
+    fs::write(dir.join("go"), "").unwrap();
+    let lines = report(&out);
+    assert!(lines.contains(&format!("link {name}")), "{lines:?}");
+    assert!(lines.contains(&"msg prio=9 high!".to_string()), "{lines:?}");
+    assert!(lines.contains(&"msg prio=1 low".to_string()), "{lines:?}");
 }

@@ -26,6 +26,7 @@ mod external_capnp {
 
 pub mod claims;
 mod dump;
+mod helper;
 pub mod manifest;
 pub mod peer;
 mod restore;
@@ -95,9 +96,9 @@ impl Plugin for ExternalPlugin {
         restore::install(state_ref(state)?, process.pid)
     }
 
-    fn restore_end(&self, state: &mut TreeState, _ok: bool) {
+    fn restore_end(&self, state: &mut TreeState, ok: bool) {
         if let Ok(st) = state_mut::<restore::RestoreState>(state) {
-            st.fds.clear();
+            st.end(ok);
         }
     }
 

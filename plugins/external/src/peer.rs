@@ -167,6 +167,15 @@ impl Peer {
         Ok(fd.into())
     }
 
+    /// `Discard(section, facts)`: the restore failed; remove what `Restore` made on the
+    /// host. Optional: a plugin without it has nothing to remove.
+    pub fn discard(&self, data: &[u8], facts: HashMap<&str, Value<'_>>) -> Result<(), String> {
+        match self.call::<_, ()>("Discard", &(data, facts)) {
+            Err(e) if e.contains("UnknownMethod") => Ok(()),
+            r => r,
+        }
+    }
+
     /// `Show(section) → json`.
     pub fn show(&self, data: &[u8]) -> Result<serde_json::Value, String> {
         let text: String = self.call("Show", &(data,))?;

@@ -9,23 +9,20 @@
 //! again, or, for another open file description of it, a reopening of it through
 //! `/proc/self/fd` with its own flags and position), checks each descriptor it gets is of the kind that was checkpointed
 //! (same filesystem magic, same file type), ends the plugin, and reports. The restorer
-//! takes the descriptors out of the helper with `pidfd_getfd`, lets it exit, and parks
-//! them at numbers from [`Parking`]; each restore child inherits them and `dup3`s its
-//! own to their numbers with their close-on-exec flag. The restorer's copies are
-//! closed when the restore ends.
+//! takes the descriptors out of the helper with `pidfd_getfd` and parks them at numbers
+//! from [`Parking`]; each restore child inherits them and `dup3`s its own to their
+//! numbers with their close-on-exec flag. The helper (and the plugin) wait for the
+//! restore's end (`helper.rs`): when it failed, the plugin's `Discard` removes what its
+//! `Restore` made on the host (a named queue). The restorer's copies are closed then.
 
+use crate::helper::Helper;
 use crate::manifest::Manifest;
-use crate::peer::Peer;
 use crate::section::{self, FdRecord};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use spirit_core::plugin::{Parking, TreeView};
 use spirit_core::{Error, Result};
-use spirit_kmod::fd::{dup_above, pidfd_getfd, pidfd_open};
-use spirit_kmod::{clone3_fork, exit_now, ForkOutcome};
-use std::collections::HashMap;
-use std::io::{Read, Write};
+use spirit_kmod::fd::dup_above;
 use std::os::fd::{AsRawFd, OwnedFd};
-use zbus::zvariant::Value;
 
 /// One descriptor ready for its process, parked in the restorer.
 pub struct Parked {
@@ -35,13 +32,26 @@ pub struct Parked {
     pub parked: OwnedFd,
 }
 
-/// Per restore: every descriptor the plugin rebuilt.
+/// Per restore: every descriptor the plugin rebuilt, and the helper process holding the
+/// plugin until the restore ends.
 #[derive(Default)]
 pub struct RestoreState {
     pub fds: Vec<Parked>,
+    pub helper: Option<Helper>,
 }
 
-fn failed(m: &Manifest, msg: impl std::fmt::Display) -> Error {
+impl RestoreState {
+    /// The restore ended: close the parked copies; on failure the plugin removes what
+    /// its `Restore` made on the host (`Discard`).
+    pub fn end(&mut self, ok: bool) {
+        self.fds.clear();
+        if let Some(mut h) = self.helper.take() {
+            h.end(ok);
+        }
+    }
+}
+
+pub(crate) fn failed(m: &Manifest, msg: impl std::fmt::Display) -> Error {
     Error::Restore(format!(
         "external plugin '{}' ({}): {msg}",
         m.name,
@@ -61,7 +71,7 @@ pub fn plan(m: &Manifest, tree: &TreeView<'_>, park: &mut Parking) -> Result<Res
     if work.is_empty() {
         return Ok(RestoreState::default());
     }
-    let got = in_helper(m, &work)?;
+    let (helper, got) = Helper::run(m, &work)?;
     let mut fds = Vec::with_capacity(got.len());
     for ((pid, r), fd) in work.iter().zip(got) {
         fds.push(Parked {
@@ -71,7 +81,10 @@ pub fn plan(m: &Manifest, tree: &TreeView<'_>, park: &mut Parking) -> Result<Res
             parked: park_at(&fd, park)?,
         });
     }
-    Ok(RestoreState { fds })
+    Ok(RestoreState {
+        fds,
+        helper: Some(helper),
+    })
 }
 
 /// A copy of `fd` at a number from `park` that nothing of the restorer uses.
@@ -107,111 +120,9 @@ pub fn install(st: &RestoreState, pid: i32) -> Result<Vec<i32>> {
     Ok(kept)
 }
 
-/// Run the plugin's `Restore` calls in a helper process; the descriptors, in `work`'s
-/// order, copied into this process.
-fn in_helper(m: &Manifest, work: &[(i32, FdRecord)]) -> Result<Vec<OwnedFd>> {
-    let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| failed(m, format!("pipe: {e}")));
-    let (report_r, report_w) = pipe()?;
-    let (go_r, go_w) = pipe()?;
-    let helper = match clone3_fork(None)? {
-        ForkOutcome::Child => {
-            drop((report_r, go_w));
-            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-            let text = match helper_work(m, work) {
-                Ok(fds) => {
-                    let nums: Vec<String> = fds.iter().map(|f| f.as_raw_fd().to_string()).collect();
-                    std::mem::forget(fds); // kept open until this process exits
-                    format!("ok {}", nums.join(" "))
-                }
-                Err(e) => format!("error {e}"),
-            };
-            let _ = std::fs::File::from(report_w).write_all(text.as_bytes());
-            let _ = std::fs::File::from(go_r).read(&mut [0u8; 1]);
-            exit_now(0)
-        }
-        ForkOutcome::Parent { child } => child,
-    };
-    drop((report_w, go_r));
-    let mut text = String::new();
-    let read = std::fs::File::from(report_r).read_to_string(&mut text);
-    let taken = (|| {
-        read.map_err(|e| failed(m, format!("reading the helper's report: {e}")))?;
-        if let Some(msg) = text.strip_prefix("error ") {
-            return Err(failed(m, msg));
-        }
-        let nums = text
-            .strip_prefix("ok")
-            .ok_or_else(|| failed(m, "the helper process died"))?;
-        let pidfd = pidfd_open(helper)?;
-        nums.split_whitespace()
-            .map(|n| {
-                let n: i32 = n.parse().map_err(|_| failed(m, "bad helper report"))?;
-                Ok(pidfd_getfd(&pidfd, n)?)
-            })
-            .collect::<Result<Vec<_>>>()
-    })();
-    drop(go_w);
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(helper), None);
-    let fds = taken?;
-    if fds.len() != work.len() {
-        return Err(failed(
-            m,
-            "the helper returned the wrong number of descriptors",
-        ));
-    }
-    Ok(fds)
-}
-
-/// In the helper: start the plugin, rebuild each descriptor (or share or reopen the
-/// earlier one of the same object), check its kind.
-fn helper_work(
-    m: &Manifest,
-    work: &[(i32, FdRecord)],
-) -> std::result::Result<Vec<OwnedFd>, String> {
-    let peer = Peer::start(m)?;
-    let mut out: Vec<OwnedFd> = Vec::with_capacity(work.len());
-    for (i, (pid, r)) in work.iter().enumerate() {
-        let at = format!("process {pid} fd {} ({})", r.fd, r.target);
-        let fd = match r.share {
-            Some(sh) => {
-                let first = work[..i]
-                    .iter()
-                    .position(|(p, f)| (*p, f.fd) == (sh.pid, sh.fd))
-                    .ok_or_else(|| format!("{at}: bad section: it shares process {} fd {}, which has no earlier record", sh.pid, sh.fd))?;
-                if sh.same_description {
-                    out[first]
-                        .try_clone()
-                        .map_err(|e| format!("{at}: dup: {e}"))?
-                } else {
-                    reopen(&out[first], r).map_err(|e| {
-                        format!(
-                            "{at}: reopening the object of process {} fd {}: {e}",
-                            sh.pid, sh.fd
-                        )
-                    })?
-                }
-            }
-            None => {
-                let facts = HashMap::from([
-                    ("pid", Value::from(*pid)),
-                    ("fd", Value::from(r.fd)),
-                    ("flags", Value::from(r.flags)),
-                    ("target", Value::from(r.target.as_str())),
-                ]);
-                peer.restore(&r.data, facts)
-                    .map_err(|e| format!("{at}: {e}"))?
-            }
-        };
-        check_kind(&fd, r).map_err(|e| format!("{at}: {e}"))?;
-        out.push(fd);
-    }
-    drop(peer);
-    Ok(out)
-}
-
 /// Another open file description of the object `first` is on, with `r`'s access mode,
 /// status flags and position.
-fn reopen(first: &OwnedFd, r: &FdRecord) -> std::io::Result<OwnedFd> {
+pub(crate) fn reopen(first: &OwnedFd, r: &FdRecord) -> std::io::Result<OwnedFd> {
     use std::os::unix::fs::OpenOptionsExt;
     let flags = r.flags as i32;
     let acc = flags & libc::O_ACCMODE;
@@ -231,7 +142,7 @@ fn reopen(first: &OwnedFd, r: &FdRecord) -> std::io::Result<OwnedFd> {
 
 /// The descriptor is on the same kind of filesystem, and the same type of file, as the
 /// one checkpointed.
-fn check_kind(fd: &OwnedFd, r: &FdRecord) -> std::result::Result<(), String> {
+pub(crate) fn check_kind(fd: &OwnedFd, r: &FdRecord) -> std::result::Result<(), String> {
     let magic = nix::sys::statfs::fstatfs(fd)
         .map(|s| s.filesystem_type().0)
         .map_err(|e| format!("fstatfs of the descriptor it returned: {e}"))?;

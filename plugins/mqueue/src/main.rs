@@ -4,8 +4,9 @@
 //!
 //! It claims descriptors on the mqueue filesystem (magic 0x19800202). `Dump` turns a
 //! copy of one into a section (`queue.rs`: attributes, flags, name, queued messages),
-//! `Restore` makes the queue again and returns a descriptor on it, `Show` renders a
-//! section as JSON. It keeps no state between calls and exits when spirit hangs up.
+//! `Restore` makes the queue again and returns a descriptor on it, `Discard` removes a
+//! named queue `Restore` made for a restore that failed, `Show` renders a section as
+//! JSON. It keeps no state between calls and exits when spirit hangs up.
 
 #[allow(clippy::all, clippy::pedantic)]
 mod mqueue_capnp {
@@ -72,6 +73,20 @@ impl Mqueue {
         let pid: i32 = fact(&facts, "pid").unwrap_or(0);
         let fd = queue::restore(&q, pid).map_err(PluginError::Refused)?;
         Ok(fd.into())
+    }
+
+    /// The restore failed after `restore`: a named queue it made goes (an unlinked one
+    /// has no name left; its last descriptor closing removes it).
+    fn discard(
+        &self,
+        section: Vec<u8>,
+        _facts: HashMap<String, OwnedValue>,
+    ) -> Result<(), PluginError> {
+        let q = queue::decode(&section).map_err(PluginError::Refused)?;
+        if !q.unlinked {
+            let _ = nix::mqueue::mq_unlink(q.name.as_str());
+        }
+        Ok(())
     }
 
     fn show(&self, section: Vec<u8>) -> Result<String, PluginError> {
