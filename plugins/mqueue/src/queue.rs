@@ -236,3 +236,34 @@ pub fn decode(mut bytes: &[u8]) -> Result<Queue, String> {
         messages,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_round_trip_and_garbage_is_refused() {
+        let q = Queue {
+            name: "/q".into(),
+            unlinked: true,
+            maxmsg: 7,
+            msgsize: 64,
+            flags: libc::O_RDWR as u32 | libc::O_NONBLOCK as u32,
+            mode: 0o640,
+            uid: 1,
+            gid: 2,
+            messages: vec![(9, b"high".to_vec()), (1, b"low".to_vec())],
+        };
+        assert_eq!(decode(&encode(&q)).unwrap(), q);
+        assert!(decode(b"not a section")
+            .unwrap_err()
+            .starts_with("bad section"));
+        let v = show(&q);
+        assert_eq!(v["curmsgs"], 2);
+        assert_eq!(v["messages"][0]["priority"], 9);
+        assert_eq!(v["nonblock"], true);
+        // More messages than the queue holds is refused before anything is made.
+        let too_many = Queue { maxmsg: 1, ..q };
+        assert!(restore(&too_many, 1).unwrap_err().contains("bad section"));
+    }
+}
