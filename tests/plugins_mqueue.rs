@@ -49,6 +49,12 @@ fn unlinked_mqueue_comes_back_with_its_messages_in_priority_order() {
         .map(|m| m["priority"].as_u64().unwrap())
         .collect();
     assert_eq!(prios, [9, 5, 1], "{q}");
+    insta::assert_json_snapshot!("mqueue_section", sec, {
+        ".content.fds[].target" => "[name] (deleted)",
+        ".content.fds[].content.name" => "[name]",
+        ".content.fds[].content.uid" => "[uid]",
+        ".content.fds[].content.gid" => "[gid]",
+    });
     let text = plugins.run(&["show", &img.to_string_lossy()], &[]);
     assert!(text.stdout.contains("[mqueue v1]"), "{}", text.stdout);
 
