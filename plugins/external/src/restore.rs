@@ -3,17 +3,17 @@
 //! Restore children are forks of the restorer, which must be single-threaded when it
 //! forks (`clone3_fork` refuses otherwise), and zbus runs threads of its own; a restore
 //! child cannot talk D-Bus either (its extra threads would survive into the restored
-//! process). So, at plan time, before anything exists, the restorer forks a short-lived
-//! helper process; the helper starts the plugin, calls `Restore` for every record of
+//! process). So, at plan time, before anything exists, the restorer forks a helper
+//! process (`helper.rs`) that starts the plugin, calls `Restore` for every record of
 //! every process (a record of an object an earlier one has gets that one's descriptor
 //! again, or, for another open file description of it, a reopening of it through
-//! `/proc/self/fd` with its own flags and position), checks each descriptor it gets is of the kind that was checkpointed
-//! (same filesystem magic, same file type), ends the plugin, and reports. The restorer
-//! takes the descriptors out of the helper with `pidfd_getfd` and parks them at numbers
-//! from [`Parking`]; each restore child inherits them and `dup3`s its own to their
-//! numbers with their close-on-exec flag. The helper (and the plugin) wait for the
-//! restore's end (`helper.rs`): when it failed, the plugin's `Discard` removes what its
-//! `Restore` made on the host (a named queue). The restorer's copies are closed then.
+//! `/proc/self/fd` with its own flags and position), checks each descriptor is of the
+//! kind that was checkpointed (same filesystem magic, same file type) and reports. The
+//! restorer takes the descriptors out of the helper with `pidfd_getfd` and parks them
+//! at numbers from [`Parking`]; each restore child inherits them and `dup3`s its own to
+//! their numbers with their close-on-exec flag. The helper and the plugin wait for the
+//! restore's end: when it failed, the plugin's `Discard` removes what its `Restore` made
+//! on the host (a named queue). The restorer's copies are closed then.
 
 use crate::helper::Helper;
 use crate::manifest::Manifest;
