@@ -286,3 +286,13 @@ pub fn epoll_target_is_current(pid: i32, epfd: i32, tfd: i32) -> Result<bool> {
     };
     Ok(check("kcmp(KCMP_EPOLL_TFD)", pid, ret)? == 0)
 }
+
+/// A POSIX message queue descriptor taking ownership of `fd` (on Linux an `mqd_t` is
+/// the queue's file descriptor), for nix's `mq_*` calls on a queue received as a plain
+/// descriptor (e.g. over D-Bus).
+pub fn mqd_from(fd: OwnedFd) -> nix::mqueue::MqdT {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    // SAFETY: the descriptor is owned and handed over (into_raw_fd), so the MqdT is its
+    // only owner and closes it once.
+    unsafe { nix::mqueue::MqdT::from_raw_fd(fd.into_raw_fd()) }
+}

@@ -93,6 +93,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// List the plugins: built-in ones and external ones found by their manifests.
+    Plugins {
+        #[arg(long)]
+        json: bool,
+    },
     #[command(flatten)]
     Client(spirit::cli::ClientCmd),
 }
@@ -146,6 +151,7 @@ fn main() {
         }),
         Cmd::Show { image, json } => spirit::cli::show(&image, json),
         Cmd::Check { json } => spirit::cli::check(json),
+        Cmd::Plugins { json } => spirit::cli::plugins(json),
         Cmd::Client(c) => spirit::cli::client(c),
     };
     std::process::exit(code);

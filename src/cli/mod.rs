@@ -3,9 +3,11 @@
 
 mod check;
 mod client;
+mod plugins;
 
 pub use check::check;
 pub use client::{client, ClientCmd};
+pub use plugins::plugins;
 
 use crate::default_pipeline;
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};

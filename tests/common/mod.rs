@@ -459,6 +459,15 @@ pub fn spirit(args: &[&str]) -> Run {
     run_cmd(cmd, &format!("spirit {}", args.join(" ")))
 }
 
+/// Run `spirit ARGS...` with extra environment variables (e.g. `SPIRIT_PLUGIN_PATH`).
+pub fn spirit_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(SPIRIT);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .envs(env.iter().copied());
+    run_cmd(cmd, &format!("spirit {}", args.join(" ")))
+}
+
 /// Run `spirit ARGS...` as user nobody.
 pub fn spirit_as_nobody(args: &[&str]) -> Run {
     let mut cmd = Command::new(SPIRIT);

@@ -31,7 +31,9 @@ pub fn collect(pid: i32, fds: &mut [FdEntry], tree: &mut DumpTree) -> Result<Fil
     };
     // What each record's kind was dumped from, for the owner-only pass.
     let mut facts: Vec<(FdInfo, std::fs::Metadata)> = Vec::new();
-    for entry in fds.iter_mut() {
+    // Descriptors an earlier plugin of the pipeline took (an external plugin's path
+    // prefix or device major) are its own.
+    for entry in fds.iter_mut().filter(|e| !e.claimed) {
         let Some((rec, fact)) = record(pid, entry)? else {
             continue;
         };
