@@ -11,6 +11,7 @@ use spirit_core::plugin::Pipeline;
 pub fn default_pipeline() -> Pipeline {
     vec![
         Box::new(spirit_files::FilesPlugin),
+        Box::new(spirit_tty::TtyPlugin),
         Box::new(spirit_signals::SignalsPlugin),
     ]
 }

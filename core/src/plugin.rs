@@ -98,6 +98,8 @@ pub struct FrozenProcess {
 pub struct DumpTree {
     /// Live processes, root first, every parent before its children.
     pub procs: Vec<FrozenProcess>,
+    /// The options of this dump (e.g. `shell_job`).
+    pub options: crate::dump::DumpOptions,
 }
 
 impl DumpTree {
@@ -145,6 +147,8 @@ pub struct PrepareCtx<'a> {
     pub process: &'a ProcessImage,
     /// The user accepts files that changed since the checkpoint (`--allow-changed-files`).
     pub allow_changed_files: bool,
+    /// The options of this restore (e.g. `shell_job`, `inherit_fds`).
+    pub options: &'a crate::restore::RestoreOptions,
 }
 
 /// The whole tree as a restore builds it, for resources shared between processes

@@ -39,6 +39,10 @@ enum Cmd {
         /// anything else or end-of-file resumes it (migration).
         #[arg(long, value_name = "FD")]
         verdict_fd: Option<i32>,
+        /// Accept descriptors on the terminal the process was started from (outside
+        /// the tree); restore it with `spirit restore --shell-job` from a terminal.
+        #[arg(long)]
+        shell_job: bool,
     },
     /// Bring a process back from an image.
     Restore {
@@ -64,6 +68,15 @@ enum Cmd {
         /// Page write threads.
         #[arg(long, default_value_t = 2)]
         workers: usize,
+        /// Put the descriptors that were on the terminal the process was started from
+        /// (dumped with --shell-job) on this terminal (our standard input), the
+        /// process made the foreground job when it was one.
+        #[arg(long)]
+        shell_job: bool,
+        /// fd[N]:KEY — our descriptor N stands for the resource outside the tree the
+        /// image names KEY (`spirit show` lists them; terminals for now). Repeatable.
+        #[arg(long = "inherit-fd", value_name = "fd[N]:KEY")]
+        inherit_fd: Vec<spirit_core::restore::InheritFd>,
     },
     /// Print everything in an image.
     Show {
@@ -96,6 +109,7 @@ fn main() {
             workers,
             progress_fd,
             verdict_fd,
+            shell_job,
         } => spirit::cli::dump(spirit::cli::DumpArgs {
             pid,
             output,
@@ -104,6 +118,7 @@ fn main() {
             workers,
             progress_fd,
             verdict_fd,
+            shell_job,
         }),
         Cmd::Restore {
             image,
@@ -113,6 +128,8 @@ fn main() {
             pid_ns,
             workers,
             allow_changed_files,
+            shell_job,
+            inherit_fd,
         } => spirit::cli::restore(spirit::cli::RestoreArgs {
             image,
             detach,
@@ -121,6 +138,8 @@ fn main() {
             pid_ns,
             workers,
             allow_changed_files,
+            shell_job,
+            inherit_fds: inherit_fd,
         }),
         Cmd::Show { image, json } => spirit::cli::show(&image, json),
         Cmd::Check { json } => spirit::cli::check(json),

@@ -131,6 +131,7 @@ pub struct DumpArgs {
     pub workers: usize,
     pub progress_fd: Option<i32>,
     pub verdict_fd: Option<i32>,
+    pub shell_job: bool,
 }
 
 pub fn dump(a: DumpArgs) -> i32 {
@@ -139,6 +140,7 @@ pub fn dump(a: DumpArgs) -> i32 {
         leave_running: a.leave_running,
         skip_fds: a.skip_fds,
         workers: a.workers,
+        shell_job: a.shell_job,
     };
     let pipeline = default_pipeline();
     let mut progress = ProgressOut::new(a.progress_fd);
@@ -221,6 +223,8 @@ pub struct RestoreArgs {
     pub pid_ns: bool,
     pub workers: usize,
     pub allow_changed_files: bool,
+    pub shell_job: bool,
+    pub inherit_fds: Vec<spirit_core::restore::InheritFd>,
 }
 
 pub fn restore(a: RestoreArgs) -> i32 {
@@ -242,6 +246,8 @@ pub fn restore(a: RestoreArgs) -> i32 {
         // From a pipe, the writer may still hold the pid until the image is complete.
         wait_for_pid: (image == Path::new("-")).then_some(std::time::Duration::from_secs(10)),
         allow_changed_files: a.allow_changed_files,
+        shell_job: a.shell_job,
+        inherit_fds: a.inherit_fds,
     };
     let pipeline = default_pipeline();
     let restored = match spirit_core::restore::restore(

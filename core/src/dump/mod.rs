@@ -28,6 +28,9 @@ pub struct DumpOptions {
     pub skip_fds: Vec<i32>,
     /// Page copy threads.
     pub workers: usize,
+    /// Accept descriptors on a terminal outside the tree (the shell the process was
+    /// started from): recorded to be put on the restoring terminal (`--shell-job`).
+    pub shell_job: bool,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -110,6 +113,7 @@ fn dump_into<W: Write>(
     let mut states: Vec<TreeState> = Vec::with_capacity(pipeline.len());
     let written = (|| -> Result<Ending> {
         let view = DumpTree {
+            options: opts.clone(),
             procs: tree
                 .iter()
                 .filter(|f| f.zombie.is_none())

@@ -150,8 +150,9 @@ pub(crate) fn prepare(
     p: &ProcessImage,
     pipeline: &Pipeline,
     states: &mut [TreeState],
-    allow_changed_files: bool,
+    opts: &super::RestoreOptions,
 ) -> Result<()> {
+    let allow_changed_files = opts.allow_changed_files;
     for path in p
         .vmas
         .iter()
@@ -190,6 +191,7 @@ pub(crate) fn prepare(
     let ctx = PrepareCtx {
         process: p,
         allow_changed_files,
+        options: opts,
     };
     for (plugin, st) in pipeline.iter().zip(states.iter_mut()) {
         if let Some(sec) = p.section(plugin.name()) {

@@ -41,6 +41,39 @@ pub struct RestoreOptions {
     /// Restore into a new pid namespace, under a small init of spirit's, so every
     /// process keeps its pid even where those pids are taken on this host.
     pub pid_ns: bool,
+    /// Put descriptors that were on a terminal outside the tree (recorded with
+    /// `spirit dump --shell-job`) on the restorer's own terminal (its standard input),
+    /// the restored group made foreground when it was.
+    pub shell_job: bool,
+    /// Resources outside the tree bound to descriptors of the restorer.
+    pub inherit_fds: Vec<InheritFd>,
+}
+
+/// `--inherit-fd fd[N]:KEY`: the restorer's descriptor N stands for the resource outside
+/// the tree that the image names KEY (as `spirit show` prints it; for a terminal, the
+/// link text its holders had, e.g. `/dev/pts/3`). Terminals only, for now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InheritFd {
+    pub fd: i32,
+    pub key: String,
+}
+
+impl std::str::FromStr for InheritFd {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<InheritFd, String> {
+        let bad = || format!("{s:?}: expected fd[N]:KEY, e.g. fd[0]:/dev/pts/3");
+        let rest = s.strip_prefix("fd[").ok_or_else(bad)?;
+        let (n, key) = rest.split_once("]:").ok_or_else(bad)?;
+        let fd = n.parse::<i32>().ok().filter(|&n| n >= 0).ok_or_else(bad)?;
+        if key.is_empty() {
+            return Err(bad());
+        }
+        Ok(InheritFd {
+            fd,
+            key: key.to_string(),
+        })
+    }
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -96,7 +129,7 @@ pub fn restore<R: Read>(
             states.push(p.plan_restore(&view, &mut park)?);
         }
         for proc in &procs {
-            check::prepare(proc, pipeline, &mut states, opts.allow_changed_files)?;
+            check::prepare(proc, pipeline, &mut states, opts)?;
         }
         if !opts.new_pid && !opts.pid_ns {
             check::wait_for_free_ids(&nodes, &procs, &mut rd, opts.wait_for_pid)?;
