@@ -125,6 +125,9 @@ pub fn restore<R: Read>(
     let mut states = Vec::with_capacity(pipeline.len());
     let restored = (|| {
         let mut park = Parking::new(&view);
+        // Above the restorer's own descriptors too: a plugin may park in the restorer
+        // what every restore child inherits (the terminal of `--shell-job`).
+        park.above(own_highest_fd());
         for p in pipeline {
             states.push(p.plan_restore(&view, &mut park)?);
         }
@@ -158,6 +161,17 @@ pub fn restore<R: Read>(
         page_bytes,
         total: t0.elapsed(),
     })
+}
+
+/// The highest descriptor number open in this process (0 if none can be listed).
+fn own_highest_fd() -> i32 {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
 }
 
 /// Build the checked tree and let it run: (root pid, the caller's child, page bytes).

@@ -1,0 +1,391 @@
+//! Terminals, with real programs driven under a detached tmux server the test starts
+//! (`tmux -L <unique name> -f /dev/null`, killed by its pid at the end): a shell job
+//! dumped with `--shell-job` and restored in another pane; the refusal without it; a
+//! pty pair of the tree (`script` running bash) with typed-ahead input, controlling
+//! terminal and job control; vim under `script`; vim inside a tmux server checkpointed
+//! whole.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A detached tmux server of this test, on its own socket; killed by pid on drop.
+struct Tmux {
+    name: String,
+    server: Option<Proc>,
+}
+
+impl Tmux {
+    /// A server whose first window `a` runs bash; more windows with [`Tmux::window`].
+    fn start(tag: &str, dir: &TestDir) -> Option<Tmux> {
+        init();
+        if Command::new("tmux").arg("-V").output().is_err() {
+            println!("SKIPPED: tmux is not installed");
+            return None;
+        }
+        let name = format!("spirit-test-{tag}-{}", std::process::id());
+        let mut t = Tmux { name, server: None };
+        t.run(&[
+            "new-session",
+            "-d",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            "-n",
+            "a",
+            "-c",
+            &dir.s(""),
+            "bash --norc --noprofile",
+        ]);
+        let pid: i32 = t
+            .run(&["display", "-p", "#{pid}"])
+            .trim()
+            .parse()
+            .expect("tmux server pid");
+        t.server = Some(Proc::adopt(pid));
+        Some(t)
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.name, "-f", "/dev/null"])
+            .args(args)
+            .env_remove("TMUX")
+            .env("PS1", "$ ")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn window(&self, name: &str, dir: &TestDir) {
+        self.run(&[
+            "new-window",
+            "-d",
+            "-n",
+            name,
+            "-c",
+            &dir.s(""),
+            "bash --norc --noprofile",
+        ]);
+    }
+
+    fn keys(&self, win: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", win];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    fn screen(&self, win: &str) -> String {
+        self.run(&["capture-pane", "-p", "-t", win])
+    }
+
+    /// The pane's terminal (`/dev/pts/N`).
+    fn tty(&self, win: &str) -> String {
+        self.run(&["display", "-p", "-t", win, "#{pane_tty}"])
+            .trim()
+            .to_string()
+    }
+
+    fn wait_screen(&self, win: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let t0 = Instant::now();
+        loop {
+            let s = self.screen(win);
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                t0.elapsed() < TIMEOUT,
+                "window {win}: waiting for {what}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        // By pid: never `kill-server`, which could reach a server that is not ours.
+        drop(self.server.take());
+        let _ = fs::remove_file(format!("/tmp/tmux-{}/{}", nix::unistd::getuid(), self.name));
+    }
+}
+
+/// Processes a test finds in panes (not its children): SIGKILLed on drop.
+struct Killer(Vec<i32>);
+
+impl Drop for Killer {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn wait_file(path: &Path, ok: impl Fn(&str) -> bool) -> String {
+    let t0 = Instant::now();
+    loop {
+        let s = fs::read_to_string(path).unwrap_or_default();
+        if ok(&s) {
+            return s;
+        }
+        assert!(
+            t0.elapsed() < TIMEOUT,
+            "waiting for {}: {s:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_pid(path: &Path) -> i32 {
+    wait_file(path, |s| s.trim().parse::<i32>().is_ok())
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Wait until `pids` are gone; the orphans among them are ours to reap (we are the
+/// subreaper of the tmux server and what it runs).
+fn wait_gone(pids: &[i32]) {
+    let t0 = Instant::now();
+    loop {
+        for &p in pids {
+            let _ = nix::sys::wait::waitpid(
+                nix::unistd::Pid::from_raw(p),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
+        }
+        if !pids.iter().any(|&p| pid_exists(p)) {
+            break;
+        }
+        assert!(t0.elapsed() < TIMEOUT, "processes {pids:?} did not go away");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// /proc/PID/stat fields 7 and 8: controlling terminal device and its foreground group;
+/// and the process group (field 5).
+fn tty_fields(pid: i32) -> (i32, u64, i32) {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = s.rsplit_once(") ").unwrap().1.split(' ').collect();
+    (
+        f[2].parse().unwrap(),
+        f[4].parse().unwrap(),
+        f[5].parse().unwrap(),
+    )
+}
+
+fn rdev_of(path: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let rdev = fs::metadata(path).unwrap().rdev();
+    let (maj, min) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    (min & 0xff) | (maj << 8) | ((min & !0xff) << 12)
+}
+
+fn last_tick(screen: &str) -> Option<u64> {
+    screen
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("tick ")?.parse().ok())
+        .last()
+}
+
+fn children(pid: i32) -> Vec<i32> {
+    spirit_core::procinfo::children(pid).unwrap_or_default()
+}
+
+#[test]
+fn shell_job_refused_without_the_option_and_continues_on_another_terminal() {
+    let dir = TestDir::new("tty-shelljob");
+    let prog = build_c("tty_counter.c", &[]);
+    let Some(tmux) = Tmux::start("job", &dir) else {
+        return;
+    };
+    // The restoring pane exists before the dump, so its shell cannot take a freed pid.
+    tmux.window("b", &dir);
+    let pidfile = dir.join("counter.pid");
+    tmux.keys(
+        "a",
+        &[
+            &format!("{} 100 {}", prog.display(), pidfile.display()),
+            "Enter",
+        ],
+    );
+    let pid = read_pid(&pidfile);
+    let mut guard = Killer(vec![pid]);
+    tmux.wait_screen("a", "ticks", |s| last_tick(s).is_some_and(|n| n >= 3));
+
+    // Without --shell-job: refused, naming the fd and the option; the job runs on.
+    let img = dir.join("job.spirit");
+    dump(pid, &img, &[])
+        .fails(
+            1,
+            &["fd 0", "terminal", "--shell-job"],
+            "dump of a shell job",
+        )
+        .clean_error("dump of a shell job");
+    let seen = last_tick(&tmux.screen("a")).unwrap();
+    tmux.wait_screen("a", "ticks after the refusal", |s| {
+        last_tick(s).is_some_and(|n| n >= seen + 3)
+    });
+    assert!(!img.exists(), "a refused dump leaves no image");
+
+    dump(pid, &img, &["--shell-job"]).ok("dump --shell-job");
+    wait_gone(&[pid]);
+    let at_dump = last_tick(&tmux.screen("a")).unwrap();
+    let show = spirit(&["show", &img.to_string_lossy(), "--json"]);
+    show.ok("show");
+    assert!(
+        show.stdout.contains("outside the tree") && show.stdout.contains(&tmux.tty("a")),
+        "show names the outside terminal:\n{}",
+        show.stdout
+    );
+
+    tmux.keys(
+        "b",
+        &[
+            &format!("{SPIRIT} restore --shell-job {}", img.display()),
+            "Enter",
+        ],
+    );
+    let screen = tmux.wait_screen("b", "ticks on the restoring terminal", |s| {
+        last_tick(s).is_some_and(|n| n >= at_dump + 3)
+    });
+    let first: u64 = screen
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tick ")?.parse().ok())
+        .unwrap();
+    assert!(
+        first > at_dump && first <= at_dump + 2,
+        "the count goes on where it was ({at_dump}), not from the start: {first}"
+    );
+    // On pane b's terminal, as its foreground job.
+    let (pgid, ctty, tpgid) = tty_fields(pid);
+    assert_eq!(
+        ctty,
+        rdev_of(&tmux.tty("b")),
+        "controlling terminal is pane b's"
+    );
+    assert_eq!(tpgid, pgid, "the restored job is the foreground group");
+    assert_eq!(
+        fs::read_link(format!("/proc/{pid}/fd/1"))
+            .unwrap()
+            .to_string_lossy(),
+        tmux.tty("b")
+    );
+    // Ctrl-C from that terminal reaches it.
+    tmux.keys("b", &["C-c"]);
+    wait_gone(&[pid]);
+    guard.0.clear();
+}
+
+#[test]
+fn pty_pair_with_typed_ahead_input_and_job_control() {
+    let dir = TestDir::new("tty-script");
+    let Some(tmux) = Tmux::start("pty", &dir) else {
+        return;
+    };
+    if Command::new("script").arg("--version").output().is_err() {
+        println!("SKIPPED: script (util-linux) is not installed");
+        return;
+    }
+    tmux.window("b", &dir);
+    let pidfile = dir.join("script.pid");
+    // script holds the master; the bash it runs leads a session on the slave.
+    tmux.keys(
+        "a",
+        &[
+            &format!(
+                "sh -c 'echo $$ > {}; exec script -q -c \"bash --norc --noprofile\" /dev/null'",
+                pidfile.display()
+            ),
+            "Enter",
+        ],
+    );
+    let script = read_pid(&pidfile);
+    let mut guard = Killer(vec![script]);
+    let t0 = Instant::now();
+    let bash = loop {
+        if let Some(&b) = children(script).first() {
+            break b;
+        }
+        assert!(t0.elapsed() < TIMEOUT, "script started no shell");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    guard.0.push(bash);
+    // A foreground job that reads nothing for a while; a line typed ahead meanwhile
+    // waits in the pty's input queue.
+    tmux.keys("a", &["sleep 2; cat > typed.txt", "Enter"]);
+    let t0 = Instant::now();
+    let sleep = loop {
+        if let Some(&s) = children(bash).first() {
+            break s;
+        }
+        assert!(t0.elapsed() < TIMEOUT, "bash started no sleep");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    guard.0.push(sleep);
+    tmux.keys("a", &["queued line", "Enter"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let img = dir.join("pty.spirit");
+    dump(script, &img, &["--shell-job"]).ok("dump script and its shell");
+    wait_gone(&[script, bash, sleep]);
+    let show = spirit(&["show", &img.to_string_lossy(), "--json"]);
+    show.ok("show");
+    assert!(
+        show.stdout.contains("\"queued_for_slave\": 12"),
+        "the typed-ahead line is in the image:\n{}",
+        show.stdout
+    );
+
+    tmux.keys(
+        "b",
+        &[
+            &format!("{SPIRIT} restore --shell-job {}", img.display()),
+            "Enter",
+        ],
+    );
+    // The sleep ends, cat reads the queued line from the new pty.
+    wait_file(&dir.join("typed.txt"), |s| s == "queued line\n");
+    assert!(pid_alive(bash) && pid_alive(script));
+    let (bash_pgid, bash_ctty, _) = tty_fields(bash);
+    let slave = fs::read_link(format!("/proc/{bash}/fd/0"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(slave.starts_with("/dev/pts/"), "bash's stdin: {slave}");
+    assert_eq!(
+        bash_ctty,
+        rdev_of(&slave),
+        "bash's controlling terminal is its new pty"
+    );
+    assert_eq!(bash_pgid, bash, "bash leads its group");
+    // End cat (EOF on the pty in canonical mode), then job control: Ctrl-Z stops a job,
+    // bash knows it and can kill it by job number.
+    tmux.keys("b", &["C-d"]);
+    tmux.keys("b", &["sleep 100", "Enter"]);
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.keys("b", &["C-z"]);
+    tmux.wait_screen("b", "the stopped job", |s| s.contains("Stopped"));
+    tmux.keys("b", &["kill %1; echo jc-$? > jc.txt", "Enter"]);
+    wait_file(&dir.join("jc.txt"), |s| s == "jc-0\n");
+    let (_, _, tpgid) = tty_fields(bash);
+    assert_eq!(tpgid, bash, "bash is the foreground group again");
+    // The pane's Ctrl-D ends the inner shell, then script.
+    tmux.keys("b", &["exit", "Enter"]);
+    wait_gone(&[bash, script]);
+    guard.0.clear();
+}
