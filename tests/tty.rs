@@ -116,13 +116,25 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        // By pid: never `kill-server`, which could reach a server that is not ours.
+        // By pid, the server and everything it runs: never `kill-server`, which could
+        // reach a server that is not ours.
+        if let Some(server) = &self.server {
+            let mut all = vec![server.pid];
+            let mut i = 0;
+            while i < all.len() {
+                all.extend(children(all[i]));
+                i += 1;
+            }
+            drop(Killer(all));
+        }
         drop(self.server.take());
         let _ = fs::remove_file(format!("/tmp/tmux-{}/{}", nix::unistd::getuid(), self.name));
     }
 }
 
-/// Processes a test finds in panes (not its children): SIGKILLed on drop.
+/// Processes a test finds in panes (not its children): SIGKILLed on drop, and reaped
+/// when they come to us (we are the subreaper of what the tmux server runs), so no
+/// zombie outlives the test.
 struct Killer(Vec<i32>);
 
 impl Drop for Killer {
@@ -132,6 +144,19 @@ impl Drop for Killer {
                 nix::unistd::Pid::from_raw(p),
                 nix::sys::signal::Signal::SIGKILL,
             );
+        }
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(3) {
+            for &p in &self.0 {
+                let _ = nix::sys::wait::waitpid(
+                    nix::unistd::Pid::from_raw(p),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                );
+            }
+            if !self.0.iter().any(|&p| pid_exists(p)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
@@ -573,4 +598,157 @@ fn vim_in_a_tmux_server_is_checkpointed_with_the_server() {
         return;
     }
     edit_and_save(&tmux, "vim", &file);
+}
+
+#[test]
+fn consoles_and_serial_lines_are_refused() {
+    let dir = TestDir::new("tty-console");
+    let prog = build_c("tty_hold.c", &[]);
+    for (dev, kind) in [
+        ("/dev/tty1", "virtual console"),
+        ("/dev/ttyS0", "serial line"),
+        ("/dev/console", "console"),
+    ] {
+        if !Path::new(dev).exists() {
+            println!("SKIPPED: {dev} does not exist here");
+            continue;
+        }
+        let name = dev.rsplit('/').next().unwrap();
+        let p = Proc::spawn(&prog, &[dev], &dir, name);
+        let out = dir.join(&format!("{name}.out"));
+        let t0 = Instant::now();
+        loop {
+            let s = fs::read_to_string(&out).unwrap_or_default();
+            if s.contains("ready") {
+                break;
+            }
+            if !p.alive() {
+                // Opening the device is not allowed here: nothing to test with it.
+                println!("SKIPPED: cannot open {dev}: {s}");
+                break;
+            }
+            assert!(t0.elapsed() < TIMEOUT, "{dev}: holder not ready");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !p.alive() {
+            continue;
+        }
+        let img = dir.join(&format!("{name}.spirit"));
+        dump(p.pid, &img, &[]).fails(
+            5,
+            &["fd 3", kind],
+            &format!("dump of a process holding {dev}"),
+        );
+        assert!(p.alive(), "a refused dump leaves the process running");
+        assert!(!img.exists());
+    }
+}
+
+#[test]
+fn an_outside_terminal_bound_with_inherit_fd() {
+    let dir = TestDir::new("tty-inherit");
+    let prog = build_c("tty_counter.c", &[]);
+    let Some(tmux) = Tmux::start("inherit", &dir) else {
+        return;
+    };
+    tmux.window("b", &dir);
+    let pidfile = dir.join("counter.pid");
+    tmux.keys(
+        "a",
+        &[
+            &format!("{} 100 {}", prog.display(), pidfile.display()),
+            "Enter",
+        ],
+    );
+    let pid = read_pid(&pidfile);
+    let mut guard = Killer(vec![pid]);
+    tmux.wait_screen("a", "ticks", |s| last_tick(s).is_some_and(|n| n >= 2));
+    let key = tmux.tty("a");
+    let img = dir.join("job.spirit");
+    dump(pid, &img, &["--shell-job"]).ok("dump --shell-job");
+    wait_gone(&[pid]);
+    let at_dump = last_tick(&tmux.screen("a")).unwrap();
+    let img_s = img.to_string_lossy().into_owned();
+    // Neither option: refused naming both; --shell-job without a terminal on stdin:
+    // refused. Nothing is left behind.
+    spirit(&["restore", &img_s]).fails(
+        1,
+        &["--shell-job", &format!("--inherit-fd fd[N]:{key}")],
+        "restore without binding the terminal",
+    );
+    spirit(&["restore", &img_s, "--shell-job"]).fails(
+        1,
+        &["not a terminal"],
+        "restore --shell-job from /dev/null",
+    );
+    assert!(!pid_exists(pid), "a failed restore leaves no process");
+    // Pane b's terminal (spirit's fd 0 there) stands for pane a's.
+    tmux.keys(
+        "b",
+        &[
+            &format!("{SPIRIT} restore --inherit-fd 'fd[0]:{key}' {img_s}"),
+            "Enter",
+        ],
+    );
+    tmux.wait_screen("b", "ticks on the bound terminal", |s| {
+        last_tick(s).is_some_and(|n| n >= at_dump + 3)
+    });
+    let (pgid, ctty, tpgid) = tty_fields(pid);
+    assert_eq!(ctty, rdev_of(&tmux.tty("b")));
+    assert_eq!(tpgid, pgid, "the restored job is the foreground group");
+    tmux.keys("b", &["C-c"]);
+    wait_gone(&[pid]);
+    guard.0.clear();
+}
+
+#[test]
+fn leave_running_puts_the_queued_bytes_back() {
+    let dir = TestDir::new("tty-leave");
+    let Some(tmux) = Tmux::start("leave", &dir) else {
+        return;
+    };
+    if Command::new("script").arg("--version").output().is_err() {
+        println!("SKIPPED: script (util-linux) is not installed");
+        return;
+    }
+    let pidfile = dir.join("script.pid");
+    tmux.keys(
+        "a",
+        &[
+            &format!(
+                "sh -c 'echo $$ > {}; exec script -q -c \"bash --norc --noprofile\" /dev/null'",
+                pidfile.display()
+            ),
+            "Enter",
+        ],
+    );
+    let script = read_pid(&pidfile);
+    let mut guard = Killer(vec![script]);
+    let t0 = Instant::now();
+    let bash = loop {
+        if let Some(&b) = children(script).first() {
+            break b;
+        }
+        assert!(t0.elapsed() < TIMEOUT, "script started no shell");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    guard.0.push(bash);
+    tmux.keys("a", &["sleep 1.5; cat > typed.txt", "Enter"]);
+    std::thread::sleep(Duration::from_millis(200));
+    tmux.keys("a", &["typed ahead", "Enter"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let img = dir.join("pty.spirit");
+    dump(script, &img, &["--shell-job", "--leave-running"]).ok("dump --leave-running");
+    let show = spirit(&["show", &img.to_string_lossy(), "--json"]);
+    assert!(
+        show.stdout.contains("\"queued_for_slave\": 12"),
+        "the typed-ahead line is in the image:\n{}",
+        show.stdout
+    );
+    // And still in the running pty: cat gets it once the sleep is over.
+    wait_file(&dir.join("typed.txt"), |s| s == "typed ahead\n");
+    tmux.keys("a", &["C-d"]);
+    tmux.keys("a", &["exit", "Enter"]);
+    wait_gone(&[bash, script]);
+    guard.0.clear();
 }
