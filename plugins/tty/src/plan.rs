@@ -270,3 +270,170 @@ pub fn compute(
     plan.end = next;
     Ok(plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::section::{Terminal, TtyFd};
+    use spirit_core::model::{ProcessImage, Section, TreeNode};
+
+    fn node(pid: i32, ppid: i32, sid: i32) -> TreeNode {
+        TreeNode {
+            pid,
+            ppid,
+            threads: vec![pid],
+            pgid: pid,
+            sid,
+            zombie: false,
+            exit_status: 0,
+        }
+    }
+
+    fn proc(pid: i32, sec: &TtySection) -> ProcessImage {
+        ProcessImage {
+            pid,
+            fd_end: sec.fds.iter().map(|f| f.fd + 1).max().unwrap_or(0),
+            sections: vec![Section {
+                plugin: crate::NAME.into(),
+                version: crate::VERSION,
+                data: sec.encode(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn fd(fd: i32, terminal: u32, side: Side, desc: u32) -> TtyFd {
+        TtyFd {
+            fd,
+            terminal,
+            side,
+            desc,
+            flags: libc::O_RDWR as u32,
+            key: String::new(),
+        }
+    }
+
+    fn pty(id: u32) -> Terminal {
+        Terminal {
+            id,
+            kind: Kind::Pty,
+            key: format!("/dev/pts/{id}"),
+            index: id,
+            ..Default::default()
+        }
+    }
+
+    fn plan_of(nodes: &[TreeNode], procs: &[ProcessImage]) -> Result<Plan> {
+        let tree = TreeView { nodes, procs };
+        plan(&tree, &mut Parking::new(&tree))
+    }
+
+    #[test]
+    fn a_servers_pane_is_made_by_the_server_and_led_by_the_pane() {
+        // 1 (server: master of pty 1 at fd 7) ── 2 (session leader on the slave, fds
+        // 0-2 one description) ── 3 (foreground job: fd 0 the same description).
+        let nodes = vec![node(1, 0, 1), node(2, 1, 2), node(3, 2, 2)];
+        let server = TtySection {
+            fds: vec![fd(7, 1, Side::Master, 1)],
+            terminals: vec![pty(1)],
+            ..Default::default()
+        };
+        let leader = TtySection {
+            fds: (0..3).map(|n| fd(n, 1, Side::Slave, 2)).collect(),
+            ctty_of: 1,
+            ..Default::default()
+        };
+        let job = TtySection {
+            fds: vec![fd(0, 1, Side::Slave, 2)],
+            foreground_of: vec![1],
+            ..Default::default()
+        };
+        let procs = vec![proc(1, &server), proc(2, &leader), proc(3, &job)];
+        let p = plan_of(&nodes, &procs).unwrap();
+        assert_eq!(p.ptys.len(), 1);
+        let pp = &p.ptys[0];
+        assert_eq!((pp.creator, pp.leader), (1, Some(2)));
+        assert_eq!(pp.descs.len(), 2, "one master and one slave description");
+        let (m, s) = (p.slot_of(1, 1).unwrap(), p.slot_of(1, 2).unwrap());
+        assert!(m >= 8 && s >= 8 && m != s, "parked above every fd: {m} {s}");
+        assert_eq!(p.slave_slot(1), Some(s));
+        assert_eq!(p.end, m.max(s) + 1);
+    }
+
+    #[test]
+    fn a_leader_holding_no_fd_of_its_terminal_gets_one_parked() {
+        let nodes = vec![node(1, 0, 1), node(2, 1, 2)];
+        let server = TtySection {
+            fds: vec![fd(3, 1, Side::Master, 1)],
+            terminals: vec![pty(1)],
+            ..Default::default()
+        };
+        let leader = TtySection {
+            ctty_of: 1,
+            ..Default::default()
+        };
+        let procs = vec![proc(1, &server), proc(2, &leader)];
+        let p = plan_of(&nodes, &procs).unwrap();
+        let pp = &p.ptys[0];
+        assert_eq!(pp.creator, 1);
+        assert!(pp.descs.iter().any(|d| d.id == 0 && d.side == Side::Slave));
+        assert!(p.slave_slot(1).is_some());
+    }
+
+    #[test]
+    fn an_outside_terminal_gets_one_slot() {
+        let nodes = vec![node(1, 0, 99)];
+        let sec = TtySection {
+            fds: (0..3).map(|n| fd(n, 5, Side::Slave, 1)).collect(),
+            terminals: vec![Terminal {
+                id: 5,
+                kind: Kind::External,
+                key: "/dev/pts/9".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let p = plan_of(&nodes, &[proc(1, &sec)]).unwrap();
+        assert!(p.ptys.is_empty());
+        assert_eq!(p.externals.len(), 1);
+        assert_eq!(p.externals[0].key, "/dev/pts/9");
+        assert_eq!(p.externals[0].first, (1, 0));
+        assert_eq!(p.slot_of(5, 1), Some(p.externals[0].slot));
+    }
+
+    #[test]
+    fn malformed_plans_are_errors() {
+        let nodes = vec![node(1, 0, 1)];
+        // An fd on a terminal no section describes.
+        let orphan = TtySection {
+            fds: vec![fd(0, 4, Side::Slave, 1)],
+            ..Default::default()
+        };
+        assert!(plan_of(&nodes, &[proc(1, &orphan)]).is_err());
+        // A pty with no master in the tree.
+        let masterless = TtySection {
+            fds: vec![fd(0, 1, Side::Slave, 1)],
+            terminals: vec![pty(1)],
+            ..Default::default()
+        };
+        assert!(plan_of(&nodes, &[proc(1, &masterless)]).is_err());
+        // One description both master and slave.
+        let both = TtySection {
+            fds: vec![fd(3, 1, Side::Master, 1), fd(4, 1, Side::Slave, 1)],
+            terminals: vec![pty(1)],
+            ..Default::default()
+        };
+        assert!(plan_of(&nodes, &[proc(1, &both)]).is_err());
+        // Bytes that are no section.
+        let garbage = ProcessImage {
+            pid: 1,
+            sections: vec![Section {
+                plugin: crate::NAME.into(),
+                version: 1,
+                data: vec![9; 9],
+            }],
+            ..Default::default()
+        };
+        assert!(plan_of(&nodes, &[garbage]).is_err());
+    }
+}
