@@ -752,3 +752,72 @@ fn leave_running_puts_the_queued_bytes_back() {
     wait_gone(&[bash, script]);
     guard.0.clear();
 }
+
+/// Write `bytes` into pane `fd` (a master) of process `pid`, through a copy of it.
+fn type_into(pid: i32, fd: i32, bytes: &[u8]) {
+    let pidfd = spirit_kmod::fd::pidfd_open(pid).expect("pidfd_open");
+    let master = spirit_kmod::fd::pidfd_getfd(&pidfd, fd).expect("pidfd_getfd");
+    let n = nix::unistd::write(&master, bytes).expect("write into the master");
+    assert_eq!(n, bytes.len());
+}
+
+#[test]
+fn a_pty_server_and_its_panes_are_checkpointed_together() {
+    let dir = TestDir::new("tty-server");
+    let prog = build_c("pty_server.c", &[]);
+    let mut server = Proc::spawn(&prog, &[&dir.s("")], &dir, "server");
+    let ids: Vec<i32> = wait_file(&dir.join("server.pids"), |s| s.ends_with('\n'))
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    let (pane, master) = ([ids[1], ids[2]], [ids[3], ids[4]]);
+    let mut guard = Killer(pane.to_vec());
+    wait_file(&dir.join("pane1.out"), |s| s.contains("$ "));
+    type_into(server.pid, master[0], b"echo one > one.txt\n");
+    wait_file(&dir.join("one.txt"), |s| s == "one\n");
+    // Pane 1: a job that reads nothing for a while, and a line typed ahead.
+    type_into(server.pid, master[1], b"sleep 1.5; cat > q.txt\n");
+    let t0 = Instant::now();
+    let sleep = loop {
+        if let Some(&s) = children(pane[1]).first() {
+            break s;
+        }
+        assert!(t0.elapsed() < TIMEOUT, "no sleep in pane 1");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    guard.0.push(sleep);
+    type_into(server.pid, master[1], b"queued\n");
+    std::thread::sleep(Duration::from_millis(200));
+    let img = dir.join("server.spirit");
+    dump(server.pid, &img, &[]).ok("dump the pty server");
+    server.reap();
+    wait_gone(&[pane[0], pane[1], sleep]);
+    let _restored = restore_ok(&img, &[]);
+    // The typed-ahead line reaches cat in the recreated pty once the sleep is over.
+    wait_file(&dir.join("q.txt"), |s| s == "queued\n");
+    type_into(server.pid, master[1], b"\x04");
+    type_into(server.pid, master[1], b"stty size > size.txt\n");
+    wait_file(&dir.join("size.txt"), |s| s == "21 71\n");
+    // Each pane's shell leads its session on its own new pty, and job control works.
+    for (i, &p) in pane.iter().enumerate() {
+        let (pgid, ctty, tpgid) = tty_fields(p);
+        let slave = fs::read_link(format!("/proc/{p}/fd/0")).unwrap();
+        assert_eq!(
+            ctty,
+            rdev_of(&slave.to_string_lossy()),
+            "pane {i}'s terminal"
+        );
+        assert_eq!(
+            (pgid, tpgid),
+            (p, p),
+            "pane {i}'s shell is in the foreground"
+        );
+    }
+    type_into(server.pid, master[0], b"sleep 100\n");
+    std::thread::sleep(Duration::from_millis(300));
+    type_into(server.pid, master[0], b"\x1a");
+    wait_file(&dir.join("pane0.out"), |s| s.contains("Stopped"));
+    type_into(server.pid, master[0], b"kill %1; echo jc-$? > jc.txt\n");
+    wait_file(&dir.join("jc.txt"), |s| s == "jc-0\n");
+    guard.0.extend(children(pane[0]));
+}
