@@ -773,7 +773,12 @@ fn a_pty_server_and_its_panes_are_checkpointed_together() {
     let (pane, master) = ([ids[1], ids[2]], [ids[3], ids[4]]);
     let mut guard = Killer(pane.to_vec());
     wait_file(&dir.join("pane1.out"), |s| s.contains("$ "));
-    type_into(server.pid, master[0], b"echo one > one.txt\n");
+    // Pane 0's shell also opens its controlling terminal by /dev/tty, at fd 5.
+    type_into(
+        server.pid,
+        master[0],
+        b"exec 5<>/dev/tty; echo one > one.txt\n",
+    );
     wait_file(&dir.join("one.txt"), |s| s == "one\n");
     // Pane 1: a job that reads nothing for a while, and a line typed ahead.
     type_into(server.pid, master[1], b"sleep 1.5; cat > q.txt\n");
@@ -813,6 +818,13 @@ fn a_pty_server_and_its_panes_are_checkpointed_together() {
             "pane {i}'s shell is in the foreground"
         );
     }
+    // The /dev/tty descriptor is a slave of the new pty.
+    assert_eq!(
+        fs::read_link(format!("/proc/{}/fd/5", pane[0])).unwrap(),
+        fs::read_link(format!("/proc/{}/fd/0", pane[0])).unwrap()
+    );
+    type_into(server.pid, master[0], b"echo via-dev-tty >&5\n");
+    wait_file(&dir.join("pane0.out"), |s| s.contains("via-dev-tty\r\n"));
     type_into(server.pid, master[0], b"sleep 100\n");
     std::thread::sleep(Duration::from_millis(300));
     type_into(server.pid, master[0], b"\x1a");
