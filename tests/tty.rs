@@ -303,6 +303,8 @@ fn shell_job_refused_without_the_option_and_continues_on_another_terminal() {
         show.stdout
     );
 
+    // The restoring terminal has another size: the job hears of it (SIGWINCH).
+    tmux.run(&["resize-window", "-t", "b", "-x", "90", "-y", "25"]);
     tmux.keys(
         "b",
         &[
@@ -310,6 +312,7 @@ fn shell_job_refused_without_the_option_and_continues_on_another_terminal() {
             "Enter",
         ],
     );
+    tmux.wait_screen("b", "the new size reported", |s| s.contains("winch 25 90"));
     let screen = tmux.wait_screen("b", "ticks on the restoring terminal", |s| {
         last_tick(s).is_some_and(|n| n >= at_dump + 3)
     });

@@ -421,3 +421,26 @@ fn build<R: Read>(
     }
     Ok((live[0], page_bytes))
 }
+
+#[cfg(test)]
+mod inherit_fd_tests {
+    use super::InheritFd;
+
+    #[test]
+    fn parses_fd_and_key() {
+        assert_eq!(
+            "fd[0]:/dev/pts/3".parse::<InheritFd>().unwrap(),
+            InheritFd {
+                fd: 0,
+                key: "/dev/pts/3".into()
+            }
+        );
+        assert_eq!(
+            "fd[12]:pipe:[4242]".parse::<InheritFd>().unwrap().key,
+            "pipe:[4242]"
+        );
+        for bad in ["", "fd[]:x", "fd[-1]:x", "fd[1]:", "fd1:x", "3:/dev/pts/3"] {
+            assert!(bad.parse::<InheritFd>().is_err(), "{bad:?}");
+        }
+    }
+}

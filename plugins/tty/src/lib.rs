@@ -194,10 +194,43 @@ impl Plugin for TtyPlugin {
         Ok(keep)
     }
 
+    fn restore_remote(
+        &self,
+        state: &mut TreeState,
+        ctx: &mut spirit_core::plugin::RestoreCtx<'_>,
+        data: &[u8],
+    ) -> Result<()> {
+        let plan = state_mut::<Plan>(state)?;
+        let sec = TtySection::decode(data)?;
+        for t in sec
+            .terminals
+            .iter()
+            .filter(|t| t.kind == Kind::External && t.foreground)
+        {
+            // The bound terminal is open in the restorer at its parked number.
+            let now = plan
+                .slave_slot(t.id)
+                .and_then(|s| ktty::dup_of(s).ok())
+                .and_then(|fd| ktty::window_size(&fd).ok());
+            if now.is_some_and(|ws| ws != t.winsize) && !plan.winch.contains(&ctx.remote.pid) {
+                plan.winch.push(ctx.remote.pid);
+            }
+        }
+        Ok(())
+    }
+
     fn restore_end(&self, state: &mut TreeState, ok: bool) {
         let Ok(plan) = state_mut::<Plan>(state) else {
             return;
         };
+        if ok {
+            for pid in plan.winch.drain(..) {
+                let pid = nix::unistd::Pid::from_raw(pid);
+                if let Ok(g) = nix::unistd::getpgid(Some(pid)) {
+                    let _ = nix::sys::signal::killpg(g, nix::sys::signal::Signal::SIGWINCH);
+                }
+            }
+        }
         if !plan.bound {
             return;
         }

@@ -48,6 +48,10 @@ pub struct Plan {
     pub bound: bool,
     /// In the restorer with `--shell-job`: its terminal's foreground group before.
     pub restorer_pgrp: Option<i32>,
+    /// In the restorer: restored processes (pids as seen here) whose outside terminal
+    /// now has another size than at checkpoint; their groups get SIGWINCH once the
+    /// tree runs, as a resize would have sent them.
+    pub winch: Vec<i32>,
 }
 
 fn bad(msg: String) -> Error {
