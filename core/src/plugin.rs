@@ -98,8 +98,8 @@ pub struct FrozenProcess {
 pub struct DumpTree {
     /// Live processes, root first, every parent before its children.
     pub procs: Vec<FrozenProcess>,
-    /// The options of this dump (e.g. `shell_job`).
-    pub options: crate::dump::DumpOptions,
+    /// What the user asked of this dump (options plugins read: external sockets...).
+    pub opts: crate::dump::DumpOptions,
 }
 
 impl DumpTree {
@@ -147,8 +147,9 @@ pub struct PrepareCtx<'a> {
     pub process: &'a ProcessImage,
     /// The user accepts files that changed since the checkpoint (`--allow-changed-files`).
     pub allow_changed_files: bool,
-    /// The options of this restore (e.g. `shell_job`, `inherit_fds`).
-    pub options: &'a crate::restore::RestoreOptions,
+    /// What the user asked of this restore (options plugins read: `--shell-job`,
+    /// `--inherit-fd`...).
+    pub opts: &'a crate::restore::RestoreOptions,
 }
 
 /// The whole tree as a restore builds it, for resources shared between processes

@@ -113,7 +113,7 @@ fn dump_into<W: Write>(
     let mut states: Vec<TreeState> = Vec::with_capacity(pipeline.len());
     let written = (|| -> Result<Ending> {
         let view = DumpTree {
-            options: opts.clone(),
+            opts: opts.clone(),
             procs: tree
                 .iter()
                 .filter(|f| f.zombie.is_none())

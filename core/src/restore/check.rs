@@ -191,7 +191,7 @@ pub(crate) fn prepare(
     let ctx = PrepareCtx {
         process: p,
         allow_changed_files,
-        options: opts,
+        opts,
     };
     for (plugin, st) in pipeline.iter().zip(states.iter_mut()) {
         if let Some(sec) = p.section(plugin.name()) {

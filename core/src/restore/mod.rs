@@ -38,20 +38,20 @@ pub struct RestoreOptions {
     pub wait_for_pid: Option<Duration>,
     /// Restore even if files the process uses changed since the checkpoint.
     pub allow_changed_files: bool,
-    /// Restore into a new pid namespace, under a small init of spirit's, so every
-    /// process keeps its pid even where those pids are taken on this host.
-    pub pid_ns: bool,
     /// Put descriptors that were on a terminal outside the tree (recorded with
     /// `spirit dump --shell-job`) on the restorer's own terminal (its standard input),
     /// the restored group made foreground when it was.
     pub shell_job: bool,
-    /// Resources outside the tree bound to descriptors of the restorer.
+    /// Restore into a new pid namespace, under a small init of spirit's, so every
+    /// process keeps its pid even where those pids are taken on this host.
+    pub pid_ns: bool,
+    /// Descriptors the restorer is given to stand for resources outside the tree
+    /// (`--inherit-fd fd[N]:KEY`, KEY as the image names it: `socket:[INODE]`...).
     pub inherit_fds: Vec<InheritFd>,
 }
 
-/// `--inherit-fd fd[N]:KEY`: the restorer's descriptor N stands for the resource outside
-/// the tree that the image names KEY (as `spirit show` prints it; for a terminal, the
-/// link text its holders had, e.g. `/dev/pts/3`). Terminals only, for now.
+/// `--inherit-fd fd[N]:KEY`: the restorer's descriptor N stands for the resource the
+/// image calls KEY (e.g. `socket:[4242]`, a unix socket connected outside the tree).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InheritFd {
     pub fd: i32,
@@ -62,11 +62,11 @@ impl std::str::FromStr for InheritFd {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<InheritFd, String> {
-        let bad = || format!("{s:?}: expected fd[N]:KEY, e.g. fd[0]:/dev/pts/3");
+        let bad = || format!("{s:?}: expected fd[N]:KEY, e.g. fd[3]:socket:[4242]");
         let rest = s.strip_prefix("fd[").ok_or_else(bad)?;
         let (n, key) = rest.split_once("]:").ok_or_else(bad)?;
-        let fd = n.parse::<i32>().ok().filter(|&n| n >= 0).ok_or_else(bad)?;
-        if key.is_empty() {
+        let fd: i32 = n.parse().map_err(|_| bad())?;
+        if fd < 0 || key.is_empty() {
             return Err(bad());
         }
         Ok(InheritFd {

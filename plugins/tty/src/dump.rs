@@ -204,7 +204,7 @@ pub fn dump_tree(tree: &DumpTree) -> Result<DumpState> {
     };
     // Outside terminals: only with --shell-job.
     for h in &held {
-        if objs[&h.key].master.is_none() && !tree.options.shell_job {
+        if objs[&h.key].master.is_none() && !tree.opts.shell_job {
             return Err(Error::Dump {
                 pid: h.pid,
                 msg: format!(

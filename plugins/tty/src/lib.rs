@@ -104,7 +104,7 @@ impl Plugin for TtyPlugin {
             return Ok(());
         }
         plan.bound = true;
-        let opts = ctx.options;
+        let opts = ctx.opts;
         for e in &plan.externals {
             let src = external::source(opts, &e.key, e.first.0, e.first.1)?;
             external::bind(src, e.slot, &e.key)?;
