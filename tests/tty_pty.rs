@@ -258,6 +258,8 @@ fn vim_in_a_tmux_server_is_checkpointed_with_the_server() {
         .unwrap();
     let had_timer = has_timers(vim);
     let img = dir.join("tmux.spirit");
+    // Every process of the server's tree must be gone before it comes back.
+    let panes = descendants(server);
     let run = dump(server, &img, &[]);
     if run.code != 0 && run.stderr.contains("socket") {
         println!(
@@ -268,7 +270,6 @@ fn vim_in_a_tmux_server_is_checkpointed_with_the_server() {
     }
     run.ok("dump the tmux server");
     tmux.server.as_mut().unwrap().reap();
-    let panes: Vec<i32> = vec![vim];
     wait_gone(&panes);
     tmux.server = Some(restore_ok(&img, &[]));
     // The server kept vim's screen: the same, unchanged.

@@ -116,12 +116,8 @@ impl Drop for Tmux {
         // By pid, the server and everything it runs: never `kill-server`, which could
         // reach a server that is not ours.
         if let Some(server) = &self.server {
-            let mut all = vec![server.pid];
-            let mut i = 0;
-            while i < all.len() {
-                all.extend(children(all[i]));
-                i += 1;
-            }
+            let mut all = descendants(server.pid);
+            all.push(server.pid);
             drop(Killer(all));
         }
         drop(self.server.take());
@@ -247,6 +243,17 @@ pub fn tty_sections(show: &str) -> serde_json::Value {
         }
     }
     out
+}
+
+/// Every descendant of `pid` (not itself).
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut all = children(pid);
+    let mut i = 0;
+    while i < all.len() {
+        all.extend(children(all[i]));
+        i += 1;
+    }
+    all
 }
 
 pub fn children(pid: i32) -> Vec<i32> {
