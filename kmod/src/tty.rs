@@ -149,3 +149,8 @@ pub fn dup_of(fd: RawFd) -> Result<OwnedFd> {
     // SAFETY: the kernel just returned `new` as a new descriptor nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(new as RawFd) })
 }
+
+/// The line discipline of the terminal behind `fd` (`TIOCGETD`; 0 is N_TTY).
+pub fn line_discipline(fd: impl AsFd) -> Result<i32> {
+    get_int(fd.as_fd(), libc::TIOCGETD, "ioctl(TIOCGETD)")
+}

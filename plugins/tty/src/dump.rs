@@ -35,7 +35,7 @@ pub struct DumpState {
 struct Obj {
     id: u32,
     /// (pid, fd) of the master, and a copy of it.
-    master: Option<(i32, OwnedFd)>,
+    master: Option<(i32, i32, OwnedFd)>,
     index: u32,
     /// A slave opened through the master's copy (unlocked ptys).
     peer: Option<OwnedFd>,
@@ -135,7 +135,7 @@ pub fn dump_tree(tree: &DumpTree) -> Result<DumpState> {
                     msg: format!("fd {} is a pty master already seen elsewhere in the tree as another description; spirit cannot rebuild that", e.fd),
                 });
             }
-            o.master = Some((pid, copy));
+            o.master = Some((pid, e.fd, copy));
             o.peer = peer;
             (key, Side::Master)
         } else if is_pty_slave(maj) {
@@ -253,7 +253,7 @@ pub fn dump_tree(tree: &DumpTree) -> Result<DumpState> {
     }
     let mut failed = None;
     for o in objs.into_values() {
-        let Some((pid, master)) = o.master else {
+        let Some((pid, fd, master)) = o.master else {
             continue;
         };
         let mut t = Terminal {
@@ -264,9 +264,13 @@ pub fn dump_tree(tree: &DumpTree) -> Result<DumpState> {
             ..Default::default()
         };
         if let Err(e) = pty::capture(&master, o.peer.as_ref(), &mut t) {
+            let why = match e {
+                Error::Restore(m) => m,
+                other => other.to_string(),
+            };
             failed.get_or_insert(Error::Dump {
                 pid,
-                msg: format!("reading the state of pty {}: {e}", o.index),
+                msg: format!("fd {fd} is the master of pty {}: {why}", o.index),
             });
         }
         state

@@ -80,6 +80,12 @@ pub fn capture(master: &OwnedFd, peer: Option<&OwnedFd>, t: &mut Terminal) -> Re
     let Some(peer) = peer else {
         return Ok(());
     };
+    let ldisc = ktty::line_discipline(peer).map_err(|e| kerr("TIOCGETD", e))?;
+    if ldisc != 0 {
+        return Err(Error::Restore(format!(
+            "its line discipline is {ldisc}, not N_TTY; spirit restores ptys in the standard discipline only"
+        )));
+    }
     let tio = termios_of(peer).map_err(|e| kerr("tcgetattr", e))?;
     t.exclusive = ktty::exclusive(peer).map_err(|e| kerr("TIOCGEXCL", e))?;
     // The master's reader's bytes, without the packet-mode status byte.
