@@ -353,3 +353,37 @@ fn a_pty_server_and_its_panes_are_checkpointed_together() {
     wait_file(&dir.join("jc.txt"), |s| s == "jc-0\n");
     guard.0.extend(children(pane[0]));
 }
+
+#[test]
+fn a_pty_whose_slave_is_also_held_outside_the_tree_is_refused() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = TestDir::new("tty-outside-slave");
+    let prog = build_c("pty_server.c", &[]);
+    let server = Proc::spawn(&prog, &[&dir.s("")], &dir, "server");
+    let ids: Vec<i32> = wait_file(&dir.join("server.pids"), |s| s.ends_with('\n'))
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    let _guard = Killer(vec![ids[1], ids[2]]);
+    // This test process, outside the server's tree, opens pane 0's slave.
+    let slave = fs::read_link(format!("/proc/{}/fd/0", ids[1])).unwrap();
+    let held = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&slave)
+        .unwrap();
+    let img = dir.join("server.spirit");
+    dump(server.pid, &img, &[]).fails(
+        1,
+        &[
+            "also held outside the tree",
+            &format!("process {}", std::process::id()),
+        ],
+        "dump of a pty server whose pane is held outside",
+    );
+    assert!(server.alive() && pid_alive(ids[1]), "the tree runs on");
+    drop(held);
+    // Without the outside holder it goes through.
+    dump(server.pid, &img, &["--leave-running"]).ok("dump once the outsider let go");
+}

@@ -233,6 +233,19 @@ pub fn dump_tree(tree: &DumpTree) -> Result<DumpState> {
         .map(|((_, rdev), o)| (*rdev, o.id))
         .collect();
     ctty::find(tree, &by_rdev, &mut state.sections)?;
+    if let Some((pid, fd, path)) = outside_holder(tree, pts, &by_rdev) {
+        let (holder, hfd) = objs
+            .values()
+            .find(|o| o.path == path)
+            .and_then(|o| o.master.as_ref())
+            .map_or((tree.procs[0].pid, -1), |(p, f, _)| (*p, *f));
+        return Err(Error::Dump {
+            pid: holder,
+            msg: format!(
+                "fd {hfd} is the master of {path}, whose slave is also held outside the tree (fd {fd} of process {pid}); after a restore that process would keep a dead terminal: checkpoint a tree that holds both ends"
+            ),
+        });
+    }
     // Each terminal's record: an outside one in each of its holders' sections (with
     // what that process saw of it), a pty in its master holder's.
     let mut described = std::collections::HashSet::new();
@@ -294,6 +307,53 @@ pub fn dump_tree(tree: &DumpTree) -> Result<DumpState> {
         }
         None => Ok(state),
     }
+}
+
+/// A process outside the tree (not this one either: the dump holds slaves of its
+/// own) holding the slave of one of the tree's ptys (`ptys`: slave device → id):
+/// (pid, fd, path).
+fn outside_holder(
+    tree: &DumpTree,
+    pts: u64,
+    ptys: &HashMap<u64, u32>,
+) -> Option<(i32, i32, String)> {
+    if ptys.is_empty() {
+        return None;
+    }
+    let me = std::process::id() as i32;
+    let procs = std::fs::read_dir("/proc").ok()?;
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me || tree.contains(pid) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for f in fds.flatten() {
+            let Ok(target) = std::fs::read_link(f.path()) else {
+                continue;
+            };
+            let target = target.to_string_lossy();
+            if !target.starts_with("/dev/pts/") {
+                continue;
+            }
+            let Ok(md) = std::fs::metadata(f.path()) else {
+                continue;
+            };
+            if md.dev() == pts && ptys.contains_key(&md.rdev()) {
+                let fd = f
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(-1);
+                return Some((pid, fd, target.into_owned()));
+            }
+        }
+    }
+    None
 }
 
 /// Tree-wide open-file-description ids: two descriptors of one terminal and side get
