@@ -11,7 +11,8 @@
 //! - a terminal outside the tree (`external.rs`: the shell the process was started
 //!   from), accepted only with `--shell-job`;
 //! - anything else — virtual consoles, serial lines, the console, ptys of another
-//!   devpts instance — refused naming the process and fd.
+//!   devpts instance or line discipline, a pty of the tree whose slave a process
+//!   outside it also holds — refused naming the process and fd.
 //!
 //! Open file descriptions get tree-wide ids (`kcmp`); session leaders and foreground
 //! groups are found (`ctty.rs`). Each process's section lists its fds and the
