@@ -11,6 +11,7 @@ fn builtin() -> Pipeline {
     vec![
         Box::new(spirit_files::FilesPlugin),
         Box::new(spirit_sockets::SocketsPlugin),
+        Box::new(spirit_tty::TtyPlugin),
         Box::new(spirit_signals::SignalsPlugin),
     ]
 }

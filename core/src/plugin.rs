@@ -147,6 +147,9 @@ pub struct PrepareCtx<'a> {
     pub process: &'a ProcessImage,
     /// The user accepts files that changed since the checkpoint (`--allow-changed-files`).
     pub allow_changed_files: bool,
+    /// What the user asked of this restore (options plugins read: `--shell-job`,
+    /// `--inherit-fd`...).
+    pub opts: &'a crate::restore::RestoreOptions,
 }
 
 /// The whole tree as a restore builds it, for resources shared between processes

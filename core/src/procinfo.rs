@@ -108,6 +108,16 @@ pub(crate) fn stat(pid: i32) -> Result<Ids> {
     })
 }
 
+/// The controlling terminal of `pid` as a device number (`tty_nr`, 0 for none) and
+/// the foreground process group of that terminal (`tpgid`, -1 for none).
+pub fn terminal(pid: i32) -> Result<(u64, i32)> {
+    let st = open(pid)?.stat().map_err(|e| proc_err(pid, e))?;
+    let nr = st.tty_nr as u32 as u64;
+    // tty_nr packs major in bits 8–19 and minor in bits 0–7 and 20–31.
+    let (major, minor) = ((nr >> 8) & 0xfff, (nr & 0xff) | ((nr >> 12) & 0xf_ff00));
+    Ok((nix::sys::stat::makedev(major, minor), st.tpgid))
+}
+
 /// Real uid and gid of the process.
 pub fn owner(pid: i32) -> Result<(u32, u32)> {
     let st = open(pid)?.status().map_err(|e| proc_err(pid, e))?;

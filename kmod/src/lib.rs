@@ -6,7 +6,8 @@
 //! protected pages), and running system calls *inside* the traced task ("remote
 //! syscalls": registers steered to an existing `syscall` instruction, one entry and one
 //! exit stop per call, no code blob ever loaded). It also owns the few raw syscalls the
-//! rest of the project needs (`clone3` with `set_tid`, `get_robust_list`, `cpuid`).
+//! rest of the project needs (`clone3` with `set_tid`, `get_robust_list`, `cpuid`, the
+//! terminal ioctls in [`tty`]).
 //!
 //! Data flow: `core` seizes a [`Tracee`] per thread, reads its state, injects calls with
 //! [`Tracee::syscall`], and either hands the task back exactly as it found it
@@ -24,6 +25,7 @@ mod ptrace;
 mod remote;
 pub mod sockopt;
 mod sys;
+pub mod tty;
 
 pub use cpu::{host_cpu, CpuFeatures, XComponent};
 pub use error::{Error, Result};

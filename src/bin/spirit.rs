@@ -50,6 +50,10 @@ enum Cmd {
         /// fd[N]:socket:[INODE]`). Same selectors as --ext-unix-reconnect.
         #[arg(long, value_name = "WHICH", num_args = 0..=1, default_missing_value = "all")]
         ext_unix_inherit: Vec<String>,
+        /// Accept descriptors on the terminal the process was started from (outside
+        /// the tree); restore it with `spirit restore --shell-job` from a terminal.
+        #[arg(long)]
+        shell_job: bool,
     },
     /// Bring a process back from an image.
     Restore {
@@ -75,9 +79,14 @@ enum Cmd {
         /// Page write threads.
         #[arg(long, default_value_t = 2)]
         workers: usize,
-        /// Descriptor N of this command stands for the resource the image names KEY
-        /// (`fd[3]:socket:[4242]`: a unix socket that was connected outside the tree and
-        /// dumped with --ext-unix-inherit). Repeatable.
+        /// Put the descriptors that were on the terminal the process was started from
+        /// (dumped with --shell-job) on this terminal (our standard input), the
+        /// process made the foreground job when it was one.
+        #[arg(long)]
+        shell_job: bool,
+        /// fd[N]:KEY — our descriptor N stands for the resource outside the tree the
+        /// image names KEY, as `spirit show` lists it: `socket:[4242]` for a unix socket
+        /// dumped with --ext-unix-inherit, `/dev/pts/3` for a terminal. Repeatable.
         #[arg(long = "inherit-fd", value_name = "fd[N]:KEY")]
         inherit_fd: Vec<spirit_core::restore::InheritFd>,
     },
@@ -119,6 +128,7 @@ fn main() {
             verdict_fd,
             ext_unix_reconnect,
             ext_unix_inherit,
+            shell_job,
         } => spirit::cli::dump(spirit::cli::DumpArgs {
             pid,
             output,
@@ -129,6 +139,7 @@ fn main() {
             verdict_fd,
             ext_unix_reconnect,
             ext_unix_inherit,
+            shell_job,
         }),
         Cmd::Restore {
             image,
@@ -138,6 +149,7 @@ fn main() {
             pid_ns,
             workers,
             allow_changed_files,
+            shell_job,
             inherit_fd,
         } => spirit::cli::restore(spirit::cli::RestoreArgs {
             image,
@@ -147,6 +159,7 @@ fn main() {
             pid_ns,
             workers,
             allow_changed_files,
+            shell_job,
             inherit_fds: inherit_fd,
         }),
         Cmd::Show { image, json } => spirit::cli::show(&image, json),

@@ -135,6 +135,7 @@ pub struct DumpArgs {
     pub verdict_fd: Option<i32>,
     pub ext_unix_reconnect: Vec<String>,
     pub ext_unix_inherit: Vec<String>,
+    pub shell_job: bool,
 }
 
 pub fn dump(a: DumpArgs) -> i32 {
@@ -145,6 +146,7 @@ pub fn dump(a: DumpArgs) -> i32 {
         workers: a.workers,
         ext_unix_reconnect: a.ext_unix_reconnect,
         ext_unix_inherit: a.ext_unix_inherit,
+        shell_job: a.shell_job,
     };
     let pipeline = default_pipeline();
     let mut progress = ProgressOut::new(a.progress_fd);
@@ -227,6 +229,7 @@ pub struct RestoreArgs {
     pub pid_ns: bool,
     pub workers: usize,
     pub allow_changed_files: bool,
+    pub shell_job: bool,
     pub inherit_fds: Vec<spirit_core::restore::InheritFd>,
 }
 
@@ -249,6 +252,7 @@ pub fn restore(a: RestoreArgs) -> i32 {
         // From a pipe, the writer may still hold the pid until the image is complete.
         wait_for_pid: (image == Path::new("-")).then_some(std::time::Duration::from_secs(10)),
         allow_changed_files: a.allow_changed_files,
+        shell_job: a.shell_job,
         inherit_fds: a.inherit_fds,
     };
     let pipeline = default_pipeline();

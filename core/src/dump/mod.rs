@@ -34,6 +34,9 @@ pub struct DumpOptions {
     /// Unix sockets connected outside the tree that the restorer will be given
     /// (`spirit restore --inherit-fd fd[N]:socket:[INODE]`); same selectors.
     pub ext_unix_inherit: Vec<String>,
+    /// Accept descriptors on a terminal outside the tree (the shell the process was
+    /// started from): recorded to be put on the restoring terminal (`--shell-job`).
+    pub shell_job: bool,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]

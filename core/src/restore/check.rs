@@ -150,7 +150,7 @@ pub(crate) fn prepare(
     p: &ProcessImage,
     pipeline: &Pipeline,
     states: &mut [TreeState],
-    allow_changed_files: bool,
+    opts: &super::RestoreOptions,
 ) -> Result<()> {
     let in_image = |v: &crate::model::Vma| {
         crate::mapped::is_deleted_file(v)
@@ -158,6 +158,7 @@ pub(crate) fn prepare(
                 .iter()
                 .any(|o| o.dev == v.dev && o.inode == v.inode)
     };
+    let allow_changed_files = opts.allow_changed_files;
     for path in p
         .vmas
         .iter()
@@ -196,6 +197,7 @@ pub(crate) fn prepare(
     let ctx = PrepareCtx {
         process: p,
         allow_changed_files,
+        opts,
     };
     for (plugin, st) in pipeline.iter().zip(states.iter_mut()) {
         if let Some(sec) = p.section(plugin.name()) {

@@ -38,6 +38,10 @@ pub struct RestoreOptions {
     pub wait_for_pid: Option<Duration>,
     /// Restore even if files the process uses changed since the checkpoint.
     pub allow_changed_files: bool,
+    /// Put descriptors that were on a terminal outside the tree (recorded with
+    /// `spirit dump --shell-job`) on the restorer's own terminal (its standard input),
+    /// the restored group made foreground when it was.
+    pub shell_job: bool,
     /// Restore into a new pid namespace, under a small init of spirit's, so every
     /// process keeps its pid even where those pids are taken on this host.
     pub pid_ns: bool,
@@ -122,11 +126,14 @@ pub fn restore<R: Read>(
     let mut states = Vec::with_capacity(pipeline.len());
     let restored = (|| {
         let mut park = Parking::new(&view);
+        // Above the restorer's own descriptors too: a plugin may park in the restorer
+        // what every restore child inherits (the terminal of `--shell-job`).
+        park.above(own_highest_fd());
         for p in pipeline {
             states.push(p.plan_restore(&view, &mut park)?);
         }
         for proc in &procs {
-            check::prepare(proc, pipeline, &mut states, opts.allow_changed_files)?;
+            check::prepare(proc, pipeline, &mut states, opts)?;
         }
         if !opts.new_pid && !opts.pid_ns {
             check::wait_for_free_ids(&nodes, &procs, &mut rd, opts.wait_for_pid)?;
@@ -155,6 +162,17 @@ pub fn restore<R: Read>(
         page_bytes,
         total: t0.elapsed(),
     })
+}
+
+/// The highest descriptor number open in this process (0 if none can be listed).
+fn own_highest_fd() -> i32 {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
 }
 
 /// Build the checked tree and let it run: (root pid, the caller's child, page bytes).
@@ -411,4 +429,27 @@ fn build<R: Read>(
             .map_err(|e| Error::Restore(format!("stopping process {pid} again: {e}")))?;
     }
     Ok((live[0], page_bytes))
+}
+
+#[cfg(test)]
+mod inherit_fd_tests {
+    use super::InheritFd;
+
+    #[test]
+    fn parses_fd_and_key() {
+        assert_eq!(
+            "fd[0]:/dev/pts/3".parse::<InheritFd>().unwrap(),
+            InheritFd {
+                fd: 0,
+                key: "/dev/pts/3".into()
+            }
+        );
+        assert_eq!(
+            "fd[12]:pipe:[4242]".parse::<InheritFd>().unwrap().key,
+            "pipe:[4242]"
+        );
+        for bad in ["", "fd[]:x", "fd[-1]:x", "fd[1]:", "fd1:x", "3:/dev/pts/3"] {
+            assert!(bad.parse::<InheritFd>().is_err(), "{bad:?}");
+        }
+    }
 }
