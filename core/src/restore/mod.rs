@@ -366,11 +366,30 @@ fn build<R: Read>(
                 p.restore_remote(st, &mut ctx, &sec.data)?;
             }
         }
-        ready.push((threads, area, *proc, final_sigmask));
+        // Security state last of the injected steps: seccomp filters may refuse the
+        // restorer's later syscalls (unless suspended), capabilities are given up here.
+        let suspended = crate::security::restore(
+            &mut crate::security::Target {
+                threads: &mut threads,
+                gadget: area.gadget(),
+                scratch: area.scratch(),
+                scratch_len: area.scratch_len(),
+            },
+            proc,
+        )?;
+        ready.push((threads, area, *proc, final_sigmask, suspended));
     }
     // Leaves first, the root last.
-    while let Some((threads, area, proc, final_sigmask)) = ready.pop() {
-        tasks::release(threads, &area, proc, &header.cpu, host, &final_sigmask)?;
+    while let Some((threads, area, proc, final_sigmask, suspended)) = ready.pop() {
+        tasks::release(
+            threads,
+            &area,
+            proc,
+            &header.cpu,
+            host,
+            &final_sigmask,
+            suspended,
+        )?;
     }
     Ok((live[0], page_bytes))
 }
