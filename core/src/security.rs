@@ -115,7 +115,8 @@ pub(crate) fn dump_thread(
     let t = &remote.threads[i];
     let mut filters = Vec::new();
     if st.seccomp == 2 {
-        let refuse = |e: spirit_kmod::Error| match e.errno() {
+        let refuse = |e: spirit_kmod::Error| {
+            match e.errno() {
             Some(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => Error::Dump {
                 pid,
                 msg: format!(
@@ -124,6 +125,7 @@ pub(crate) fn dump_thread(
                 ),
             },
             _ => e.into(),
+        }
         };
         let mut index = 0;
         while let Some(program) = t.seccomp_filter(index).map_err(refuse)? {
@@ -320,10 +322,8 @@ pub(crate) fn restore(t: &mut Target<'_>, proc: &ProcessImage) -> Result<bool> {
                 )));
             }
         }
-        if !has(cur.eff, CAP_SETPCAP) {
-            if want.cap_bounding != cur.bnd || want.securebits != 0 {
-                return Err(refuse(tid, "its bounding set or securebits differ from the restorer's, and setting them needs CAP_SETPCAP; restore as root".into()));
-            }
+        if !has(cur.eff, CAP_SETPCAP) && (want.cap_bounding != cur.bnd || want.securebits != 0) {
+            return Err(refuse(tid, "its bounding set or securebits differ from the restorer's, and setting them needs CAP_SETPCAP; restore as root".into()));
         }
         if !want.filters.is_empty() && !want.no_new_privs && !has(cur.eff, CAP_SYS_ADMIN) {
             return Err(refuse(tid, format!(

@@ -28,8 +28,8 @@ pub use cpu::{host_cpu, CpuFeatures, XComponent};
 pub use error::{Error, Result};
 pub use mem::{read_memory, write_memory};
 pub use ptrace::{
-    fixup_restart, regs_from_array, regs_to_array, Regs, RestartPolicy, RseqConfig, SigInfo, SudConfig,
-    Tracee, WhenDropped, REG_NAMES,
+    fixup_restart, regs_from_array, regs_to_array, Regs, RestartPolicy, RseqConfig, SigInfo,
+    SudConfig, Tracee, WhenDropped, REG_NAMES,
 };
 pub use remote::find_syscall_gadget;
 pub use sys::{

@@ -327,9 +327,7 @@ impl Tracee {
             released: false,
             cloned: Vec::new(),
             // A task auto-attached by PTRACE_O_TRACECLONE inherits its creator's options.
-            opts: libc::PTRACE_O_TRACESYSGOOD
-                | libc::PTRACE_O_EXITKILL
-                | libc::PTRACE_O_TRACECLONE,
+            opts: libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL | libc::PTRACE_O_TRACECLONE,
             sud: SudConfig::default(),
         };
         let st = wait_task(tid)?;
