@@ -139,8 +139,9 @@ fn itimer_and_posix_timers_keep_firing_with_their_ids() {
         .expect("prof itimer");
     assert_eq!(prof["interval_us"], 500_000_000u64);
     let prof_left = prof["remaining_us"].as_u64().unwrap();
+    // CPU-time timers are kept at tick granularity: a few ms above the value set.
     assert!(
-        prof_left > 990_000_000 && prof_left <= 1_000_000_000,
+        prof_left > 990_000_000 && prof_left <= 1_000_100_000,
         "{prof}"
     );
     let pts = sig["posix_timers"].as_array().unwrap();
@@ -198,7 +199,7 @@ fn itimer_and_posix_timers_keep_firing_with_their_ids() {
     assert_eq!(prof2["interval_us"], 500_000_000u64);
     let left2 = prof2["remaining_us"].as_u64().unwrap();
     assert!(
-        left2 <= prof_left && left2 > prof_left - 5_000_000,
+        left2 <= prof_left + 20_000 && left2 > prof_left - 5_000_000,
         "{prof2}"
     );
     let pts2 = sig2["posix_timers"].as_array().unwrap();
