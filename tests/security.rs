@@ -2,7 +2,8 @@
 //! stay dropped (every set, per thread), no_new_privs stays set, seccomp filters still
 //! filter (a refused syscall still returns the filter's errno, a forbidden one still
 //! kills the process), each thread keeps its own filter layout, and a checkpoint spirit
-//! cannot take whole is refused with the process left running.
+//! cannot take whole is refused with the process left running; strict mode and syscall
+//! user dispatch come back too.
 
 mod common;
 
@@ -96,7 +97,19 @@ fn seccomp_filters_nnp_and_capabilities_survive() {
     let last = log_lines(&log).last().cloned().unwrap();
     assert!(last.contains("ppid=-1 errno=95"), "{last}");
 
+    // A checkpoint that lets it run on leaves it filtered (seccomp is suspended only
+    // for the dump's own syscalls).
     let img = dir.join("img.spirit");
+    dump(orig.pid, &img, &["--leave-running"]).ok("dump --leave-running");
+    let n = log_lines(&log).len();
+    for l in &wait_lines(&log, n + 3)[n..] {
+        assert!(
+            l.contains("ppid=-1 errno=95 uid_errno=33"),
+            "after --leave-running: {l}"
+        );
+    }
+    assert_eq!(security_of(orig.pid), before);
+
     dump(orig.pid, &img, &[]).ok("dump");
     orig.reap();
     let at_dump = log_lines(&log).len();
@@ -186,4 +199,81 @@ fn a_filtered_process_is_not_checkpointed_without_privilege() {
     );
     let n = log_lines(&log).len();
     wait_lines(&log, n + 2);
+}
+
+#[test]
+fn seccomp_strict_mode_survives() {
+    if !root_or_skip("seccomp_strict_mode_survives") {
+        return;
+    }
+    let dir = TestDir::new("strict");
+    let log = dir.join("log");
+    let fifo = dir.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let prog = build_c("strict.c", &[]);
+    let mut orig = Proc::spawn(&prog, &[&dir.s("log"), &dir.s("fifo")], &dir, "strict");
+    wait_for_line(&log, "ready");
+    let feed = |b: &str| {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        f.write_all(b.as_bytes()).unwrap();
+    };
+    feed("a");
+    wait_for_line(&log, "got a");
+    wait_until("strict mode", TIMEOUT, || {
+        field(&security_of(orig.pid), orig.pid, "Seccomp") == "1"
+    });
+    let img = dir.join("img.spirit");
+    dump(orig.pid, &img, &[]).ok("dump");
+    orig.reap();
+    let mut restored = restore_ok(&img, &[]);
+    assert_eq!(
+        field(&security_of(restored.pid), restored.pid, "Seccomp"),
+        "1"
+    );
+    feed("b");
+    wait_for_line(&log, "got b");
+    feed("k");
+    let status = restored.reap();
+    assert!(
+        status.contains("SIGKILL"),
+        "strict mode killed it: {status}"
+    );
+}
+
+#[test]
+fn syscall_user_dispatch_survives() {
+    let dir = TestDir::new("sud");
+    let log = dir.join("log");
+    let prog = build_c("sud.c", &[]);
+    let mut orig = Proc::spawn(&prog, &[&dir.s("log")], &dir, "sud");
+    wait_for_line(&log, "ready");
+    wait_lines(&log, 4);
+    let img = dir.join("img.spirit");
+    dump(orig.pid, &img, &[]).ok("dump");
+    orig.reap();
+    let counts = |l: &str| -> (i64, i64) {
+        let get = |k: &str| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {k} in {l:?}"))
+        };
+        (get("dispatched="), get("ran="))
+    };
+    let n = log_lines(&log).len();
+    let (before, ran) = counts(&log_lines(&log)[n - 1]);
+    assert_eq!(ran, 0);
+    let show = spirit(&["show", &img.to_string_lossy(), "--json"]);
+    show.ok("show");
+    let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(
+        v["processes"][0]["security"][0]["syscall_user_dispatch"]["mode"],
+        1
+    );
+    let _restored = restore_ok(&img, &[]);
+    let lines = wait_lines(&log, n + 5);
+    let (after, ran) = counts(lines.last().unwrap());
+    assert_eq!(ran, 0, "a blocked syscall ran: dispatch lost");
+    assert!(after >= before + 4, "dispatched {before} → {after}");
 }

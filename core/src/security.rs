@@ -13,7 +13,7 @@
 //!
 //! Restore, after every plugin's remote step (timers included), just before the
 //! registers: the restorer's privileges are used while they last, then given up —
-//! bounding set drops, inheritable set, ambient raises → no_new_privs (only where the
+//! inheritable set, bounding set drops, ambient raises → no_new_privs (only where the
 //! thread had it) → seccomp filters in index order (the filters every thread shares
 //! once, from the main thread with TSYNC, so the threads keep one filter tree; then each
 //! thread's own) → securebits → the final capability sets → strict mode. The filters
@@ -347,6 +347,11 @@ pub(crate) fn restore(t: &mut Target<'_>, proc: &ProcessImage) -> Result<bool> {
         .min(63);
     // 1. Capability sets that need privilege to change, while it is there.
     for (i, (want, cur)) in sec.iter().zip(&now).enumerate() {
+        // The inheritable set first: with CAP_SETPCAP it may hold anything of the
+        // bounding set, which shrinks next.
+        if want.cap_inheritable != cur.inh {
+            t.capset(i, cur.eff, cur.prm, want.cap_inheritable)?;
+        }
         for cap in (0..=last_cap).filter(|&c| has(cur.bnd, c) && !has(want.cap_bounding, c)) {
             t.call(
                 i,
@@ -354,9 +359,6 @@ pub(crate) fn restore(t: &mut Target<'_>, proc: &ProcessImage) -> Result<bool> {
                 &[PR_CAPBSET_DROP, u64::from(cap)],
                 "prctl(PR_CAPBSET_DROP)",
             )?;
-        }
-        if want.cap_inheritable != cur.inh {
-            t.capset(i, cur.eff, cur.prm, want.cap_inheritable)?;
         }
         if cur.amb != 0 {
             t.call(
