@@ -277,3 +277,39 @@ fn syscall_user_dispatch_survives() {
     assert_eq!(ran, 0, "a blocked syscall ran: dispatch lost");
     assert!(after >= before + 4, "dispatched {before} → {after}");
 }
+
+#[test]
+fn capabilities_of_a_process_of_another_user_survive() {
+    if !root_or_skip("capabilities_of_a_process_of_another_user_survive") {
+        return;
+    }
+    let dir = TestDir::new("caps-nobody");
+    dir.open_to_all();
+    let log = dir.join("log");
+    let prog = build_c("sandboxed.c", &[]);
+    let mut orig = Proc::spawn(&prog, &[&dir.s("log"), "nobody"], &dir, "caps");
+    wait_for_line(&log, "ready");
+    let before = security_of(orig.pid);
+    // uid 65534 holding CAP_NET_BIND_SERVICE (ambient too) and CAP_NET_RAW.
+    assert_eq!(field(&before, orig.pid, "CapPrm"), "0000000000002400");
+    assert_eq!(field(&before, orig.pid, "CapAmb"), "0000000000000400");
+    let uid_line = |pid: i32| {
+        fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(uid_line(orig.pid), "Uid: 65534 65534 65534 65534");
+    let img = dir.join("img.spirit");
+    dump(orig.pid, &img, &[]).ok("dump");
+    orig.reap();
+    let restored = restore_ok(&img, &[]);
+    assert_eq!(uid_line(restored.pid), "Uid: 65534 65534 65534 65534");
+    assert_eq!(security_of(restored.pid), before);
+    let n = log_lines(&log).len();
+    wait_lines(&log, n + 2);
+}

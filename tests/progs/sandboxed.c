@@ -6,10 +6,14 @@
  * argv[1] is the log: "ready", then every 100 ms "N ppid=R errno=E uid_errno=F"
  * (getppid's result from main, getuid's from the worker). SIGUSR1 makes the main thread
  * call uname (and die of SIGSYS, if it is still filtered).
- * With argv[2] == "nnp-only" it only sets no_new_privs and drops the capabilities. */
+ * With argv[2] == "nnp-only" it only sets no_new_privs and drops the capabilities.
+ * With argv[2] == "nobody" (started as root) it becomes uid/gid 65534 keeping
+ * CAP_NET_BIND_SERVICE and CAP_NET_RAW (permitted, effective), CAP_NET_BIND_SERVICE
+ * inheritable and ambient, CAP_SYS_BOOT dropped from the bounding set; no filters. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/audit.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -64,6 +68,23 @@ int main(int argc, char **argv) {
     int log = open(argv[1], O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (log < 0) return 2;
     signal(SIGUSR1, on_usr1);
+    char buf[128];
+    struct timespec t = { 0, 100000000 };
+    if (argc > 2 && strcmp(argv[2], "nobody") == 0) {
+        filters = 0;
+        if (prctl(PR_CAPBSET_DROP, CAP_SYS_BOOT, 0, 0, 0) != 0) return 20;
+        if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return 21;
+        if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0) return 22;
+        if (setresuid(65534, 65534, 65534) != 0) return 23;
+        struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+        struct __user_cap_data_struct d[2] = { { 0 } };
+        unsigned keep = (1u << CAP_NET_BIND_SERVICE) | (1u << CAP_NET_RAW);
+        d[0].effective = d[0].permitted = keep;
+        d[0].inheritable = 1u << CAP_NET_BIND_SERVICE;
+        if (syscall(SYS_capset, &h, d) != 0) return 24;
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_NET_BIND_SERVICE, 0, 0) != 0) return 25;
+        goto run;
+    }
     unsigned long drop[] = { CAP_NET_RAW, CAP_SYS_BOOT };
     for (int i = 0; i < 2; i++)
         if (prctl(PR_CAPBSET_DROP, drop[i], 0, 0, 0) != 0) return 3;
@@ -83,10 +104,9 @@ int main(int argc, char **argv) {
         if (install(SYS_getppid, SECCOMP_RET_ERRNO | ENOTSUP, 0) != 0) return 8;
         if (install(SYS_uname, SECCOMP_RET_KILL_PROCESS, SECCOMP_FILTER_FLAG_LOG) != 0) return 9;
     }
+run:;
     pthread_t th;
     if (pthread_create(&th, NULL, worker, NULL) != 0) return 10;
-    char buf[128];
-    struct timespec t = { 0, 100000000 };
     nanosleep(&t, NULL);
     if (write(log, "ready\n", 6) != 6) return 11;
     for (long n = 0;; n++) {

@@ -214,16 +214,19 @@ fn tear_down(root: i32, plan: &tree::Plan<'_>, board: &SharedBoard) {
     for &p in &pids {
         let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
     }
-    let _ = waitpid(Pid::from_raw(root), None);
-    // The rest were re-parented to us (subreaper) or to their dying parents.
+    // Reap everything as it dies, threads we trace included: a dead multi-threaded
+    // leader is reported only once its traced threads are reaped (KERNEL-NOTES P1), so
+    // waiting for the root alone could wait forever. The rest were re-parented to us
+    // (subreaper) or to their dying parents.
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(2) {
+    let mut root_reaped = false;
+    while t0.elapsed() < Duration::from_secs(if root_reaped { 2 } else { 30 }) {
         match waitpid(
             Pid::from_raw(-1),
             Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
         ) {
             Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(5)),
-            Ok(_) => {}
+            Ok(st) => root_reaped |= st.pid() == Some(Pid::from_raw(root)),
             Err(_) => break,
         }
     }
