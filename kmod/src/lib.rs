@@ -35,7 +35,7 @@ pub use remote::find_syscall_gadget;
 pub use sys::{
     clear_child_subreaper, clone3_fork, clone3_fork_with, close_fds_from, close_inherited_fds,
     die_with_status, exit_now, get_rlimit, get_robust_list, ignore_signal, set_child_subreaper,
-    set_personality, set_rlimit, ForkOutcome, SharedBoard, Slot,
+    set_personality, set_rlimit, timer_restore_ids_supported, ForkOutcome, SharedBoard, Slot,
 };
 
 /// Size of a page on x86_64.
