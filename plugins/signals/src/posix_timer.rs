@@ -6,8 +6,9 @@
 //! thread to its new tid), then armed with the remaining time as it was at the
 //! checkpoint (relative: the time spent frozen does not count, so no burst of missed
 //! expiries and no lost interval). The overrun count cannot be set (the kernel has no
-//! call for it): it is shown, and a pending timer signal keeps its own `si_overrun`
-//! through the pending queue.
+//! call for it): it is shown. A timer signal pending at the checkpoint is requeued with
+//! its siginfo (timer id, value) as a signal of its own; the expiries the kernel counted
+//! while it waited are lost (they reach `si_overrun` only at delivery).
 
 use serde_json::{json, Value};
 use spirit_core::plugin::Remote;
