@@ -250,8 +250,6 @@ fn syscall_user_dispatch_survives() {
     wait_for_line(&log, "ready");
     wait_lines(&log, 4);
     let img = dir.join("img.spirit");
-    dump(orig.pid, &img, &[]).ok("dump");
-    orig.reap();
     let counts = |l: &str| -> (i64, i64) {
         let get = |k: &str| {
             l.split_whitespace()
@@ -261,6 +259,13 @@ fn syscall_user_dispatch_survives() {
         };
         (get("dispatched="), get("ran="))
     };
+    // A checkpoint that lets it run on gives its dispatch back too.
+    dump(orig.pid, &img, &["--leave-running"]).ok("dump --leave-running");
+    let n = log_lines(&log).len();
+    let (_, ran) = counts(wait_lines(&log, n + 3).last().unwrap());
+    assert_eq!(ran, 0, "a blocked syscall ran after --leave-running");
+    dump(orig.pid, &img, &[]).ok("dump");
+    orig.reap();
     let n = log_lines(&log).len();
     let (before, ran) = counts(&log_lines(&log)[n - 1]);
     assert_eq!(ran, 0);
