@@ -108,6 +108,16 @@ fn last_counts(log: &Path) -> std::collections::HashMap<String, i64> {
 
 #[test]
 fn itimer_and_posix_timers_keep_firing_with_their_ids() {
+    timers_case(false);
+}
+
+/// With new tids, a SIGEV_THREAD_ID timer follows its thread to its new tid.
+#[test]
+fn posix_timers_follow_their_thread_to_a_new_tid() {
+    timers_case(true);
+}
+
+fn timers_case(new_pid: bool) {
     let dir = TestDir::new("timers");
     let log = dir.join("log");
     let prog = build_c("timers.c", &[]);
@@ -159,7 +169,7 @@ fn itimer_and_posix_timers_keep_firing_with_their_ids() {
     let worker_tid = v["processes"][0]["threads"][1]["tid"].clone();
     assert_eq!(pts[1]["thread_id"], worker_tid, "SIGEV_THREAD_ID target");
 
-    let restored = restore_ok(&img, &[]);
+    let restored = restore_ok(&img, if new_pid { &["--new-pid"] } else { &[] });
     let t0 = Instant::now();
     // Let it run ~1.5 s: 100 ms and 150 ms timers fire about 15 and 10 times.
     wait_until("1.5 s of log", TIMEOUT, || {
@@ -209,7 +219,9 @@ fn itimer_and_posix_timers_keep_firing_with_their_ids() {
             .collect::<Vec<_>>(),
         ids
     );
-    assert_eq!(pts2[1]["thread_id"], worker_tid, "same tid kept");
+    let worker_now = tids(restored.pid)[1];
+    assert_eq!(pts2[1]["thread_id"], worker_now, "the worker's tid now");
+    assert_eq!(worker_now == worker_tid.as_i64().unwrap() as i32, !new_pid);
 }
 
 #[test]
@@ -254,4 +266,44 @@ fn alarm_fires_after_the_time_it_had_left() {
     // One-shot: it does not come again.
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(read_log(&log).matches("alarm").count(), 1);
+}
+
+/// The case users met: a periodic itimer whose SIGALRM was pending at the checkpoint
+/// (the kernel re-arms it only when the signal is taken) keeps ticking after it.
+#[test]
+fn a_periodic_itimer_with_its_signal_pending_keeps_ticking() {
+    let dir = TestDir::new("itimer-pending");
+    let log = dir.join("log");
+    let prog = build_c("timers.c", &[]);
+    let mut orig = Proc::spawn(&prog, &[&dir.s("log"), "blocked"], &dir, "blocked");
+    wait_for_line(&log, "ready");
+    wait_lines(&log, 4);
+    let img = dir.join("img.spirit");
+    dump(orig.pid, &img, &[]).ok("dump");
+    orig.reap();
+    let v = show_json(&img);
+    let sig = signals_of(&v);
+    let real = sig["itimers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["which"] == "real")
+        .cloned()
+        .expect("the periodic real itimer is in the image");
+    assert_eq!(real["interval_us"], 50_000);
+    assert!(
+        sig["shared_pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["signo"] == "SIGALRM"),
+        "SIGALRM pending: {sig}"
+    );
+    let restored = restore_ok(&img, &[]);
+    send(restored.pid, Signal::SIGHUP);
+    let t0 = Instant::now();
+    wait_until("ticks after the restore", TIMEOUT, || {
+        last_counts(&log).get("real").copied().unwrap_or(0) >= 5
+    });
+    assert!(t0.elapsed() < Duration::from_secs(5));
 }

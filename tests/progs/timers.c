@@ -6,7 +6,10 @@
  *   worker thread, SIGRTMIN+2 value 77, every 150 ms. Every 100 ms the main thread logs
  *   "real=R p1=A p2=B bad=X id1=I id2=J gettime=G" (counts of expiries; bad counts
  *   signals with a wrong value, timer id or thread).
- * "alarm": alarm(3); SIGALRM logs "alarm"; the main thread logs "tick" every 100 ms. */
+ * "alarm": alarm(3); SIGALRM logs "alarm"; the main thread logs "tick" every 100 ms.
+ * "blocked": ITIMER_REAL every 50 ms with SIGALRM blocked (so it is pending, and the
+ *   kernel re-arms the timer only once it is taken); SIGHUP unblocks it; the main thread
+ *   logs "real=R" every 100 ms. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
@@ -22,9 +25,12 @@
 static int log_fd;
 static volatile int real, p1, p2, bad;
 static volatile pid_t worker_tid;
+static __thread int is_worker; /* survives a restore with new tids, unlike worker_tid */
 static timer_t t1, t2;
 
 static void on_alrm(int s) { (void)s; real++; }
+static volatile sig_atomic_t hup;
+static void on_hup(int s) { (void)s; hup = 1; }
 static void on_alarm_once(int s) { (void)s; if (write(log_fd, "alarm\n", 6)) {} }
 
 static void on_rt(int s, siginfo_t *si, void *uc) {
@@ -33,13 +39,14 @@ static void on_rt(int s, siginfo_t *si, void *uc) {
         if (si->si_value.sival_int == 4242 && si->si_timerid == (int)(intptr_t)t1 && si->si_code == SI_TIMER) p1++;
         else bad++;
     } else {
-        if (si->si_value.sival_int == 77 && gettid() == worker_tid && si->si_timerid == (int)(intptr_t)t2) p2++;
+        if (si->si_value.sival_int == 77 && is_worker && si->si_timerid == (int)(intptr_t)t2) p2++;
         else bad++;
     }
 }
 
 static void *worker(void *a) {
     (void)a;
+    is_worker = 1;
     worker_tid = gettid();
     for (;;) pause();
     return NULL;
@@ -63,6 +70,23 @@ int main(int argc, char **argv) {
     sa.sa_handler = on_alrm;
     sa.sa_flags = SA_RESTART;
     sigaction(SIGALRM, &sa, NULL);
+    if (strcmp(argv[2], "blocked") == 0) {
+        signal(SIGHUP, on_hup);
+        sigset_t b;
+        sigemptyset(&b);
+        sigaddset(&b, SIGALRM);
+        sigprocmask(SIG_BLOCK, &b, NULL);
+        struct itimerval v = { { 0, 50000 }, { 0, 50000 } };
+        if (setitimer(ITIMER_REAL, &v, NULL) != 0) return 15;
+        if (write(log_fd, "ready\n", 6) != 6) return 16;
+        for (;;) {
+            if (hup) sigprocmask(SIG_UNBLOCK, &b, NULL);
+            char buf[32];
+            int len = snprintf(buf, sizeof buf, "real=%d\n", real);
+            if (write(log_fd, buf, len) != len) return 17;
+            nanosleep(&tick, NULL);
+        }
+    }
     sa.sa_sigaction = on_rt;
     sa.sa_flags = SA_RESTART | SA_SIGINFO;
     sigaction(SIGRTMIN + 1, &sa, NULL);

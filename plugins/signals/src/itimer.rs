@@ -3,6 +3,11 @@
 //! injected `setitimer` with the remaining time as it was at the checkpoint: the time
 //! the process spent frozen or in the image does not count (no burst of missed ticks,
 //! no lost interval; a real timer fires that much later in wall time).
+//!
+//! A periodic real timer whose SIGALRM is pending reads as 0 remaining: the kernel
+//! re-arms it only when the signal is dequeued. It is kept, and re-armed at one
+//! interval (its signal comes back through the pending queue): dropping it would stop
+//! the ticks for good after the restore.
 
 use serde_json::{json, Value};
 use spirit_core::plugin::Remote;
@@ -16,6 +21,7 @@ pub struct Itimer {
 }
 
 const NAMES: [&str; 3] = ["real", "virtual", "prof"];
+const ITIMER_REAL: u8 = 0;
 
 fn to_us(sec: i64, usec: i64) -> u64 {
     (sec.max(0) as u64)
@@ -34,7 +40,7 @@ fn i64_at(b: &[u8], off: usize) -> i64 {
     i64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
 }
 
-/// The three interval timers (only armed ones are kept).
+/// The three interval timers (those armed or periodic).
 pub fn dump(r: &mut Remote<'_>) -> Result<Vec<Itimer>> {
     let mut out = Vec::new();
     for which in 0u8..3 {
@@ -50,7 +56,7 @@ pub fn dump(r: &mut Remote<'_>) -> Result<Vec<Itimer>> {
             interval_us: to_us(i64_at(&b, 0), i64_at(&b, 8)),
             value_us: to_us(i64_at(&b, 16), i64_at(&b, 24)),
         };
-        if t.value_us != 0 {
+        if t.value_us != 0 || t.interval_us != 0 {
             out.push(t);
         }
     }
@@ -66,9 +72,14 @@ pub fn restore(r: &mut Remote<'_>, timers: &[Itimer]) -> Result<()> {
             .find(|t| t.which == which)
             .copied()
             .unwrap_or_default();
+        let value = if t.value_us == 0 && t.which == ITIMER_REAL {
+            t.interval_us
+        } else {
+            t.value_us
+        };
         let mut b = Vec::with_capacity(32);
         b.extend_from_slice(&timeval(t.interval_us));
-        b.extend_from_slice(&timeval(t.value_us));
+        b.extend_from_slice(&timeval(value));
         r.write(r.scratch, &b)?;
         r.syscall_ok(
             0,
