@@ -3,7 +3,8 @@
 //! host, kernel, CPU, inode numbers, register values, page counts, temp dir names)
 //! replaced by placeholders, so the snapshot pins the structure: which sections exist,
 //! the fds with their numbers, kinds, flags and offsets, the memory areas with their
-//! kinds, protections and paths, the signal actions and masks.
+//! kinds, protections and paths, the signal actions and masks, the timers, and the
+//! security state (no_new_privs and a seccomp filter; capabilities redacted).
 
 mod common;
 
@@ -60,6 +61,11 @@ fn placeholder(path: &str, v: &Value) -> Option<Value> {
             "inode" | "dev" | "mtime_ns" => s("[id]"),
             "ptr" | "head" | "tid_address" | "tid_cache" | "restorer" => s("[addr]"),
             "handler" if v.as_str().is_some_and(|h| h.starts_with("0x")) => s("[handler]"),
+            // The capabilities a test runs with depend on the host.
+            "cap_effective" | "cap_permitted" | "cap_inheritable" | "cap_bounding"
+            | "cap_ambient" => s("[caps]"),
+            // Timers count down between the start and the checkpoint.
+            "remaining_us" | "remaining_ns" => s("[remaining]"),
             _ => None,
         },
     }

@@ -65,6 +65,7 @@ struct Process {
   fdEnd @18 :Int32;             # one past the highest descriptor number the process had
   attrs @19 :ProcAttrs;         # scheduler, prctl and /proc attributes (procattrs.rs)
   mapped @20 :List(MappedObject); # files deleted while mapped, with their content (mapped.rs)
+  security @21 :List(ThreadSecurity);  # per thread, in `threads` order; empty: not recorded
 }
 
 struct MappedObject {
@@ -89,6 +90,28 @@ struct ThreadAttrs {
   rtPriority @2 :UInt32;
   affinity @3 :List(UInt64);      # CPU mask, 64 CPUs per word
   timerSlackNs @4 :UInt64;
+}
+
+# A thread's capabilities, securebits, no_new_privs, seccomp and syscall user dispatch.
+struct ThreadSecurity {
+  capInheritable @0 :UInt64;
+  capPermitted @1 :UInt64;
+  capEffective @2 :UInt64;
+  capBounding @3 :UInt64;
+  capAmbient @4 :UInt64;
+  securebits @5 :UInt32;        # PR_GET_SECUREBITS
+  noNewPrivs @6 :Bool;
+  seccompMode @7 :UInt8;        # 0 off, 1 strict, 2 filter
+  filters @8 :List(SeccompFilter);  # index 0 is the oldest (installed first)
+  sudMode @9 :UInt64;           # syscall user dispatch: 0 off
+  sudSelector @10 :UInt64;
+  sudOffset @11 :UInt64;
+  sudLen @12 :UInt64;
+}
+
+struct SeccompFilter {
+  flags @0 :UInt64;             # SECCOMP_FILTER_FLAG_* it was installed with
+  program @1 :Data;             # struct sock_filter[], 8 bytes per instruction
 }
 
 struct Creds {
@@ -163,6 +186,7 @@ struct Thread {
   robustLen @7 :UInt64;
   tidAddress @8 :UInt64;
   tidCacheAddr @9 :UInt64;   # where glibc caches this thread's tid (0: not found)
+  name @10 :Text;            # the thread's comm (PR_SET_NAME)
 }
 
 struct Section {

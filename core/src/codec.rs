@@ -243,6 +243,29 @@ pub fn encode_process(p: &ProcessImage) -> Vec<u8> {
         e.set_robust_len(t.robust_len);
         e.set_tid_address(t.tid_address);
         e.set_tid_cache_addr(t.tid_cache_addr);
+        e.set_name(&t.name);
+    }
+    let mut sec = b.reborrow().init_security(p.security.len() as u32);
+    for (i, t) in p.security.iter().enumerate() {
+        let mut e = sec.reborrow().get(i as u32);
+        e.set_cap_inheritable(t.cap_inheritable);
+        e.set_cap_permitted(t.cap_permitted);
+        e.set_cap_effective(t.cap_effective);
+        e.set_cap_bounding(t.cap_bounding);
+        e.set_cap_ambient(t.cap_ambient);
+        e.set_securebits(t.securebits);
+        e.set_no_new_privs(t.no_new_privs);
+        e.set_seccomp_mode(t.seccomp_mode);
+        e.set_sud_mode(t.sud.mode);
+        e.set_sud_selector(t.sud.selector);
+        e.set_sud_offset(t.sud.offset);
+        e.set_sud_len(t.sud.len);
+        let mut fl = e.init_filters(t.filters.len() as u32);
+        for (j, f) in t.filters.iter().enumerate() {
+            let mut x = fl.reborrow().get(j as u32);
+            x.set_flags(f.flags);
+            x.set_program(&f.program);
+        }
     }
     {
         let mut c = b.reborrow().init_creds();
@@ -311,6 +334,7 @@ pub fn decode_process(bytes: &[u8]) -> DecodeResult<ProcessImage> {
             robust_len: t.get_robust_len(),
             tid_address: t.get_tid_address(),
             tid_cache_addr: t.get_tid_cache_addr(),
+            name: text(t.get_name())?,
         });
     }
     let mut vmas = Vec::new();
@@ -359,7 +383,49 @@ pub fn decode_process(bytes: &[u8]) -> DecodeResult<ProcessImage> {
             inode: f.get_inode(),
         });
     }
+    let mut security = Vec::new();
+    for t in r.get_security()?.iter() {
+        let mut filters = Vec::new();
+        for f in t.get_filters()?.iter() {
+            let program = f.get_program()?.to_vec();
+            if program.is_empty() || program.len() % 8 != 0 || program.len() > 4096 * 8 {
+                return Err(capnp::Error::failed(format!(
+                    "a seccomp filter of {} bytes",
+                    program.len()
+                )));
+            }
+            filters.push(SeccompFilter {
+                flags: f.get_flags(),
+                program,
+            });
+        }
+        security.push(ThreadSecurity {
+            cap_inheritable: t.get_cap_inheritable(),
+            cap_permitted: t.get_cap_permitted(),
+            cap_effective: t.get_cap_effective(),
+            cap_bounding: t.get_cap_bounding(),
+            cap_ambient: t.get_cap_ambient(),
+            securebits: t.get_securebits(),
+            no_new_privs: t.get_no_new_privs(),
+            seccomp_mode: t.get_seccomp_mode(),
+            filters,
+            sud: spirit_kmod::SudConfig {
+                mode: t.get_sud_mode(),
+                selector: t.get_sud_selector(),
+                offset: t.get_sud_offset(),
+                len: t.get_sud_len(),
+            },
+        });
+    }
+    if !security.is_empty() && security.len() != threads.len() {
+        return Err(capnp::Error::failed(format!(
+            "security state of {} threads for {} threads",
+            security.len(),
+            threads.len()
+        )));
+    }
     Ok(ProcessImage {
+        security,
         creds,
         files,
         pid: r.get_pid(),

@@ -9,7 +9,8 @@
 //! resume. Restore ([`restore::restore`]): [`image::ImageReader`] checks the preamble,
 //! each frame's crc and the trailer → CPU check → plugins prepare → fork the child
 //! (original pid) → plugins' in-child steps → memory replaced by remote syscalls, pages
-//! streamed in as they are read → threads → plugins' remote steps → registers → run.
+//! streamed in as they are read → threads → plugins' remote steps (timers last) → security state ([`security`]:
+//! capabilities, no_new_privs, seccomp) → registers → run.
 //!
 //! The schema lives in `schema/core.capnp`; plugins' sections are opaque bytes here.
 
@@ -30,6 +31,7 @@ pub mod plugin;
 pub mod procattrs;
 pub mod procinfo;
 pub mod restore;
+pub mod security;
 pub mod show;
 
 pub use error::{Error, Result};

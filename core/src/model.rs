@@ -82,6 +82,9 @@ pub struct ProcessImage {
     pub attrs: crate::procattrs::ProcAttrs,
     /// Files deleted while mapped, with their content.
     pub mapped: Vec<MappedObject>,
+    /// Per thread (in `threads` order): capabilities, securebits, no_new_privs,
+    /// seccomp, syscall user dispatch. Empty in images that did not record them.
+    pub security: Vec<ThreadSecurity>,
 }
 
 /// A file the process maps that was deleted since (memfds included): its content.
@@ -92,6 +95,32 @@ pub struct MappedObject {
     pub path: String,
     #[serde(skip)]
     pub data: Vec<u8>,
+}
+
+/// A thread's security state (see [`crate::security`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ThreadSecurity {
+    pub cap_inheritable: u64,
+    pub cap_permitted: u64,
+    pub cap_effective: u64,
+    pub cap_bounding: u64,
+    pub cap_ambient: u64,
+    pub securebits: u32,
+    pub no_new_privs: bool,
+    /// 0 off, 1 strict, 2 filter.
+    pub seccomp_mode: u8,
+    /// Index 0 is the oldest filter.
+    pub filters: Vec<SeccompFilter>,
+    /// Syscall user dispatch (mode 0: off).
+    pub sud: spirit_kmod::SudConfig,
+}
+
+/// One seccomp filter program.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeccompFilter {
+    pub flags: u64,
+    /// `struct sock_filter[]`, 8 bytes per instruction.
+    pub program: Vec<u8>,
 }
 
 /// Who the process runs as.
@@ -240,6 +269,8 @@ pub struct ThreadState {
     /// 16 bytes before the robust list head), verified at checkpoint; 0 if not found.
     /// A restore with new tids rewrites it (KERNEL-NOTES P11).
     pub tid_cache_addr: u64,
+    /// The thread's name (comm).
+    pub name: String,
 }
 
 /// A plugin's contribution to one process, in the plugin's own schema.

@@ -118,6 +118,13 @@ pub fn terminal(pid: i32) -> Result<(u64, i32)> {
     Ok((nix::sys::stat::makedev(major, minor), st.tpgid))
 }
 
+/// A thread's name (`/proc/PID/task/TID/comm`, without the newline).
+pub(crate) fn thread_name(pid: i32, tid: i32) -> Result<String> {
+    let path = format!("/proc/{pid}/task/{tid}/comm");
+    let s = std::fs::read_to_string(&path).map_err(|e| Error::io(path, e))?;
+    Ok(s.strip_suffix('\n').unwrap_or(&s).to_string())
+}
+
 /// Real uid and gid of the process.
 pub fn owner(pid: i32) -> Result<(u32, u32)> {
     let st = open(pid)?.status().map_err(|e| proc_err(pid, e))?;

@@ -25,6 +25,7 @@ fn thread_json(t: &ThreadState) -> Value {
         .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
     json!({
         "tid": t.tid,
+        "name": t.name,
         "regs": regs,
         "xstate": { "bytes": t.xstate.len(), "xstate_bv": bv.map(hex) },
         "rseq": t.rseq.map(|r| json!({"ptr": hex(r.ptr), "len": r.len, "sig": hex(u64::from(r.sig))})),
@@ -78,6 +79,7 @@ fn process_json(p: &ProcessImage, pipeline: &Pipeline) -> Value {
         "creds": p.creds, "files": p.files, "rlimits": p.rlimits, "mm": p.mm, "auxv": auxv,
         "vmas": vmas,
         "threads": p.threads.iter().map(thread_json).collect::<Vec<_>>(),
+        "security": crate::security::show(&p.security, &p.threads.iter().map(|t| t.tid).collect::<Vec<_>>()),
         "sections": sections,
     })
 }
@@ -181,14 +183,31 @@ pub fn render_text(v: &Value) -> String {
         }
         for t in p["threads"].as_array().into_iter().flatten() {
             out += &format!(
-                "  thread {}: rip {} rsp {} orig_rax {} rax {} xstate {} bytes (bv {})\n",
+                "  thread {} ({}): rip {} rsp {} orig_rax {} rax {} xstate {} bytes (bv {})\n",
                 t["tid"],
+                s(&t["name"]),
                 s(&t["regs"]["rip"]),
                 s(&t["regs"]["rsp"]),
                 s(&t["regs"]["orig_rax"]),
                 s(&t["regs"]["rax"]),
                 t["xstate"]["bytes"],
                 s(&t["xstate"]["xstate_bv"])
+            );
+        }
+        for t in p["security"].as_array().into_iter().flatten() {
+            out += &format!(
+                "  security of {}: caps eff {} prm {} inh {} bnd {} amb {}, securebits {}, no_new_privs {}, seccomp {} ({} filters), syscall user dispatch {}\n",
+                t["tid"],
+                s(&t["cap_effective"]),
+                s(&t["cap_permitted"]),
+                s(&t["cap_inheritable"]),
+                s(&t["cap_bounding"]),
+                s(&t["cap_ambient"]),
+                s(&t["securebits"]),
+                t["no_new_privs"],
+                s(&t["seccomp"]),
+                t["filters"].as_array().map_or(0, Vec::len),
+                if t["syscall_user_dispatch"] == "off" { "off" } else { "on" }
             );
         }
         if let Some(secs) = p["sections"].as_object() {

@@ -32,13 +32,14 @@ pub use error::{Error, Result};
 pub use mem::{read_memory, write_memory};
 pub use ptrace::{
     fixup_restart, regs_from_array, regs_to_array, Regs, RestartPolicy, RseqConfig, SigInfo,
-    Tracee, WhenDropped, REG_NAMES,
+    SudConfig, Tracee, WhenDropped, REG_NAMES,
 };
 pub use remote::find_syscall_gadget;
 pub use sys::{
     at_exit, clear_child_subreaper, clone3_fork, clone3_fork_with, close_fds_from,
     close_inherited_fds, die_with_status, exit_now, get_rlimit, get_robust_list, ignore_signal,
-    set_child_subreaper, set_personality, set_rlimit, ForkOutcome, SharedBoard, Slot,
+    set_child_subreaper, set_personality, set_rlimit, timer_restore_ids_supported, ForkOutcome,
+    SharedBoard, Slot,
 };
 
 /// Size of a page on x86_64.

@@ -25,6 +25,12 @@ const PTRACE_SETSIGMASK: u32 = 0x420b;
 const PTRACE_PEEKSIGINFO: u32 = 0x4209;
 const PTRACE_GET_RSEQ_CONFIGURATION: u32 = 0x420f;
 const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
+const PTRACE_SECCOMP_GET_FILTER: u32 = 0x420c;
+const PTRACE_SECCOMP_GET_METADATA: u32 = 0x420d;
+const PTRACE_SET_SYSCALL_USER_DISPATCH_CONFIG: u32 = 0x4210;
+const PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG: u32 = 0x4211;
+/// Seccomp filters of the tracee are not applied while it is traced with this option.
+const PTRACE_O_SUSPEND_SECCOMP: i32 = 1 << 21;
 /// Largest xstate buffer we ask the kernel for (AMX tile data included).
 const XSTATE_MAX: usize = 64 * 1024;
 
@@ -52,6 +58,25 @@ struct PeekSigInfoArgs {
     off: u64,
     flags: u32,
     nr: i32,
+}
+
+/// A thread's syscall user dispatch configuration (`PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SudConfig {
+    /// 0: off; 1: on.
+    pub mode: u64,
+    /// Address of the selector byte.
+    pub selector: u64,
+    /// Start and length of the range whose syscalls are never dispatched.
+    pub offset: u64,
+    pub len: u64,
+}
+
+#[repr(C)]
+struct SeccompMetadata {
+    filter_off: u64,
+    flags: u64,
 }
 
 /// What happens to a task when its [`Tracee`] is dropped without being released.
@@ -115,6 +140,10 @@ pub struct Tracee {
     released: bool,
     /// Tids of tasks created by injected `clone` calls, reported by PTRACE_EVENT_CLONE.
     pub(crate) cloned: Vec<i32>,
+    /// The ptrace options in force (PTRACE_SETOPTIONS replaces them all).
+    opts: i32,
+    /// Syscall user dispatch as found, while [`Tracee::pause_sud`] has it off.
+    sud: SudConfig,
 }
 
 pub(crate) fn ptrace_raw(req: u32, tid: i32, addr: usize, data: usize) -> Result<i64> {
@@ -148,6 +177,10 @@ fn ptrace_name(req: u32) -> &'static str {
         PTRACE_SETSIGMASK => "PTRACE_SETSIGMASK",
         PTRACE_PEEKSIGINFO => "PTRACE_PEEKSIGINFO",
         PTRACE_GET_RSEQ_CONFIGURATION => "PTRACE_GET_RSEQ_CONFIGURATION",
+        PTRACE_SECCOMP_GET_FILTER => "PTRACE_SECCOMP_GET_FILTER",
+        PTRACE_SECCOMP_GET_METADATA => "PTRACE_SECCOMP_GET_METADATA",
+        PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG => "PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG",
+        PTRACE_SET_SYSCALL_USER_DISPATCH_CONFIG => "PTRACE_SET_SYSCALL_USER_DISPATCH_CONFIG",
         _ => "ptrace",
     }
 }
@@ -213,6 +246,8 @@ impl Tracee {
             when_dropped,
             released: true, // nothing to put back until the stop is confirmed
             cloned: Vec::new(),
+            opts,
+            sud: SudConfig::default(),
         };
         for _ in 0..64 {
             let st = wait_task(tid)?;
@@ -254,6 +289,8 @@ impl Tracee {
             when_dropped: WhenDropped::Kill,
             released: false,
             cloned: Vec::new(),
+            opts: 0,
+            sud: SudConfig::default(),
         };
         let st = wait_task(pid)?;
         if let Some(e) = exited(pid, &st) {
@@ -272,6 +309,7 @@ impl Tracee {
         let opts =
             libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL | libc::PTRACE_O_TRACECLONE;
         ptrace_raw(libc::PTRACE_SETOPTIONS, pid, 0, opts as usize)?;
+        t.opts = opts;
         t.base_regs = t.regs()?;
         t.set_sigmask(!0)?;
         Ok(t)
@@ -288,6 +326,9 @@ impl Tracee {
             when_dropped: WhenDropped::Kill,
             released: false,
             cloned: Vec::new(),
+            // A task auto-attached by PTRACE_O_TRACECLONE inherits its creator's options.
+            opts: libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL | libc::PTRACE_O_TRACECLONE,
+            sud: SudConfig::default(),
         };
         let st = wait_task(tid)?;
         if let Some(e) = exited(tid, &st) {
@@ -441,6 +482,92 @@ impl Tracee {
         }
     }
 
+    /// The task's seccomp filter number `index` (0 is the oldest) as raw `struct
+    /// sock_filter` bytes (8 per instruction), or None past the last one. Needs
+    /// CAP_SYS_ADMIN in the tracer (EACCES otherwise).
+    pub fn seccomp_filter(&self, index: u64) -> Result<Option<Vec<u8>>> {
+        let n = match ptrace_raw(PTRACE_SECCOMP_GET_FILTER, self.tid, index as usize, 0) {
+            Ok(n) => n as usize,
+            Err(e) if e.errno() == Some(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut buf = vec![0u8; n * 8];
+        let got = ptrace_raw(
+            PTRACE_SECCOMP_GET_FILTER,
+            self.tid,
+            index as usize,
+            buf.as_mut_ptr() as usize,
+        )? as usize;
+        buf.truncate(got.min(n) * 8);
+        Ok(Some(buf))
+    }
+
+    /// The flags (`SECCOMP_FILTER_FLAG_*`) seccomp filter `index` was installed with.
+    pub fn seccomp_flags(&self, index: u64) -> Result<u64> {
+        let mut md = SeccompMetadata {
+            filter_off: index,
+            flags: 0,
+        };
+        ptrace_raw(
+            PTRACE_SECCOMP_GET_METADATA,
+            self.tid,
+            std::mem::size_of::<SeccompMetadata>(),
+            &mut md as *mut SeccompMetadata as usize,
+        )?;
+        Ok(md.flags)
+    }
+
+    /// Let the task's syscalls (injected ones included) bypass its seccomp filters
+    /// while it is traced (PTRACE_O_SUSPEND_SECCOMP; needs CAP_SYS_ADMIN and a tracer
+    /// not itself under seccomp). Detaching ends it.
+    pub fn suspend_seccomp(&mut self) -> Result<()> {
+        let opts = self.opts | PTRACE_O_SUSPEND_SECCOMP;
+        ptrace_raw(libc::PTRACE_SETOPTIONS, self.tid, 0, opts as usize)?;
+        self.opts = opts;
+        Ok(())
+    }
+
+    /// The task's syscall user dispatch configuration.
+    pub fn sud_config(&self) -> Result<SudConfig> {
+        let mut c = SudConfig::default();
+        ptrace_raw(
+            PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG,
+            self.tid,
+            std::mem::size_of::<SudConfig>(),
+            &mut c as *mut SudConfig as usize,
+        )?;
+        Ok(c)
+    }
+
+    /// Set the task's syscall user dispatch configuration (after its last injected
+    /// syscall: with the selector at BLOCK an injected call would get SIGSYS).
+    pub fn set_sud_config(&self, c: &SudConfig) -> Result<()> {
+        ptrace_raw(
+            PTRACE_SET_SYSCALL_USER_DISPATCH_CONFIG,
+            self.tid,
+            std::mem::size_of::<SudConfig>(),
+            c as *const SudConfig as usize,
+        )?;
+        Ok(())
+    }
+
+    /// Turn the task's syscall user dispatch off while we inject syscalls (with its
+    /// selector at BLOCK they would get SIGSYS); it is set back when the task is put
+    /// back. Returns the configuration as found.
+    pub fn pause_sud(&mut self) -> Result<SudConfig> {
+        let c = self.sud_config()?;
+        if c.mode != 0 {
+            self.set_sud_config(&SudConfig::default())?;
+            self.sud = c;
+        }
+        Ok(c)
+    }
+
+    /// The syscall user dispatch configuration [`Tracee::pause_sud`] found.
+    pub fn original_sud(&self) -> SudConfig {
+        self.sud
+    }
+
     /// Put the task back as we found it (registers with the interrupted syscall set up
     /// to restart, signal mask), then detach. Only for `Resume` tracees.
     pub fn release(mut self) -> Result<()> {
@@ -453,6 +580,9 @@ impl Tracee {
         fixup_restart(&mut regs, RestartPolicy::Original);
         self.set_regs(&regs)?;
         self.set_sigmask(self.base_sigmask)?;
+        if self.sud.mode != 0 {
+            self.set_sud_config(&self.sud)?;
+        }
         ptrace_raw(libc::PTRACE_DETACH, self.tid, 0, 0)?;
         Ok(())
     }

@@ -105,6 +105,14 @@ pub fn set_child_subreaper() -> Result<()> {
     })
 }
 
+/// Whether this kernel has `PR_TIMER_CREATE_RESTORE_IDS` (POSIX timers re-created with
+/// their ids); asked of the calling process with its GET operation, which changes nothing.
+pub fn timer_restore_ids_supported() -> bool {
+    // SAFETY: prctl with integer arguments only (77 = PR_TIMER_CREATE_RESTORE_IDS, 2 = GET).
+    let ret = unsafe { libc::prctl(77, 2, 0, 0, 0) };
+    ret >= 0
+}
+
 /// Close every descriptor numbered `low` and above.
 pub fn close_fds_from(low: u32) -> Result<()> {
     // SAFETY: close_range with integer arguments; closing fds is memory safe (callers

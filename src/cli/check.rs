@@ -122,6 +122,28 @@ pub fn check(json_out: bool) -> i32 {
             "no CAP_CHECKPOINT_RESTORE: restore needs --new-pid, the exe link stays the restorer's".into()
         },
     });
+    let admin = cap_effective(21);
+    items.push(Item {
+        name: "seccomp",
+        ok: admin,
+        required: false,
+        detail: if admin {
+            "CAP_SYS_ADMIN: seccomp filters can be read and suspended: filtered processes can be checkpointed".into()
+        } else {
+            "no CAP_SYS_ADMIN: processes under seccomp are refused (their filters cannot be read)".into()
+        },
+    });
+    let ids = spirit_kmod::timer_restore_ids_supported();
+    items.push(Item {
+        name: "timer-ids",
+        ok: ids,
+        required: false,
+        detail: if ids {
+            "PR_TIMER_CREATE_RESTORE_IDS: POSIX timers come back with their ids".into()
+        } else {
+            "no PR_TIMER_CREATE_RESTORE_IDS: a process whose POSIX timer ids are not 0, 1, 2... is refused".into()
+        },
+    });
     let uffd = std::path::Path::new("/proc/sys/vm/unprivileged_userfaultfd").exists()
         || std::path::Path::new("/dev/userfaultfd").exists();
     items.push(Item {

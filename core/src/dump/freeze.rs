@@ -40,7 +40,8 @@ pub fn freeze(pid: i32) -> Result<Vec<Tracee>> {
                 continue;
             }
             match Tracee::seize(pid, tid) {
-                Ok(t) => {
+                Ok(mut t) => {
+                    ready_for_injection(pid, &mut t)?;
                     out.push(t);
                     added = true;
                 }
@@ -67,6 +68,23 @@ pub fn freeze(pid: i32) -> Result<Vec<Tracee>> {
         pid,
         msg: "its thread list never settled (threads are being created too fast)".into(),
     })
+}
+
+/// Make a frozen thread's own syscall filters stay out of the dump's injected syscalls:
+/// syscall user dispatch off (set back when the thread is released), seccomp suspended
+/// (a filter could refuse them, or kill the process; ends at detach).
+fn ready_for_injection(pid: i32, t: &mut Tracee) -> Result<()> {
+    t.pause_sud()?;
+    if crate::security::under_seccomp(pid, t.tid())? {
+        t.suspend_seccomp().map_err(|e| Error::Dump {
+            pid,
+            msg: format!(
+                "thread {} runs under seccomp; spirit's injected syscalls would pass through its filters (which may kill it), and suspending them needs CAP_SYS_ADMIN (run spirit as root): {e}",
+                t.tid()
+            ),
+        })?;
+    }
+    Ok(())
 }
 
 /// End a checkpointed process: SIGKILL, then reap the traced threads, non-leaders first

@@ -333,6 +333,7 @@ fn collect_with_scratch(
             robust_len,
             tid_address: 0,
             tid_cache_addr: 0,
+            name: procinfo::thread_name(pid, tid)?,
         };
         if robust_head >= 16 {
             let cached = remote.read(robust_head - 16, 4).ok();
@@ -349,6 +350,8 @@ fn collect_with_scratch(
         )?;
         st.tid_address = u64::from_le_bytes(remote.read(scratch, 8)?.try_into().expect("8 bytes"));
         proc.threads.push(st);
+        proc.security
+            .push(crate::security::dump_thread(pid, remote, i)?);
     }
     let mut fds = tree.process(pid).map(|p| p.fds.clone()).unwrap_or_default();
     proc.fd_end = fds.iter().map(|f| f.fd + 1).max().unwrap_or(0);

@@ -63,6 +63,20 @@ fn sample_process() -> ProcessImage {
             tid: 7,
             regs: [5; 27],
             xstate: vec![1; 600],
+            name: "worker".into(),
+            ..Default::default()
+        }],
+        security: vec![ThreadSecurity {
+            cap_effective: 0x3,
+            cap_permitted: 0x7,
+            cap_bounding: 0x1ff,
+            no_new_privs: true,
+            seccomp_mode: 2,
+            // ret ALLOW
+            filters: vec![SeccompFilter {
+                flags: 2,
+                program: vec![6, 0, 0, 0, 0, 0, 0xff, 0x7f],
+            }],
             ..Default::default()
         }],
         sections: vec![Section {

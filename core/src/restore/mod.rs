@@ -263,16 +263,19 @@ fn tear_down(root: i32, plan: &tree::Plan<'_>, board: &SharedBoard) {
     for &p in &pids {
         let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
     }
-    let _ = waitpid(Pid::from_raw(root), None);
-    // The rest were re-parented to us (subreaper) or to their dying parents.
+    // Reap everything as it dies, threads we trace included: a dead multi-threaded
+    // leader is reported only once its traced threads are reaped (KERNEL-NOTES P1), so
+    // waiting for the root alone could wait forever. The rest were re-parented to us
+    // (subreaper) or to their dying parents.
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(2) {
+    let mut root_reaped = false;
+    while t0.elapsed() < Duration::from_secs(if root_reaped { 2 } else { 30 }) {
         match waitpid(
             Pid::from_raw(-1),
             Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
         ) {
             Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(5)),
-            Ok(_) => {}
+            Ok(st) => root_reaped |= st.pid() == Some(Pid::from_raw(root)),
             Err(_) => break,
         }
     }
@@ -412,15 +415,34 @@ fn build<R: Read>(
                 p.restore_remote(st, &mut ctx, &sec.data)?;
             }
         }
-        ready.push((threads, area, *proc, final_sigmask));
+        // Security state last of the injected steps: seccomp filters may refuse the
+        // restorer's later syscalls (unless suspended), capabilities are given up here.
+        let suspended = crate::security::restore(
+            &mut crate::security::Target {
+                threads: &mut threads,
+                gadget: area.gadget(),
+                scratch: area.scratch(),
+                scratch_len: area.scratch_len(),
+            },
+            proc,
+        )?;
+        ready.push((threads, area, *proc, final_sigmask, suspended));
     }
     // Leaves first, the root last.
     let mut stopped = Vec::new();
-    while let Some((threads, area, proc, final_sigmask)) = ready.pop() {
+    while let Some((threads, area, proc, final_sigmask, suspended)) = ready.pop() {
         if proc.attrs.stopped {
             stopped.push(threads[0].tid());
         }
-        tasks::release(threads, &area, proc, &header.cpu, host, &final_sigmask)?;
+        tasks::release(
+            threads,
+            &area,
+            proc,
+            &header.cpu,
+            host,
+            &final_sigmask,
+            suspended,
+        )?;
     }
     // Stopped by job control at checkpoint: stopped again (its parent's waitpid with
     // WUNTRACED reports the stop once more).

@@ -96,6 +96,18 @@ pub(crate) fn thread_state(threads: &mut [Tracee], area: &Area, proc: &ProcessIm
             &[st.tid_address],
             "set_tid_address",
         )?;
+        if !st.name.is_empty() {
+            // PR_SET_NAME takes at most 15 bytes and a NUL.
+            let mut name: Vec<u8> = st.name.bytes().take(15).collect();
+            name.push(0);
+            write_memory(t.tid(), &name, &[(area.scratch(), name.len())])?;
+            t.syscall_ok(
+                g,
+                libc::SYS_prctl,
+                &[libc::PR_SET_NAME as u64, area.scratch()],
+                "prctl(PR_SET_NAME)",
+            )?;
+        }
         if let Some(r) = st.rseq {
             t.syscall_ok(
                 g,
@@ -137,6 +149,15 @@ pub(crate) fn credentials(threads: &mut [Tracee], area: &Area, proc: &ProcessIma
         _ => e.into(),
     };
     let as_u64 = |v: u32| u64::from(v);
+    crate::security::keep_caps_across_setuid(
+        &mut crate::security::Target {
+            threads,
+            gadget: g,
+            scratch: area.scratch(),
+            scratch_len: area.scratch_len(),
+        },
+        proc,
+    )?;
     for t in threads.iter_mut() {
         let now = nix::unistd::getgroups().unwrap_or_default();
         let same_groups = now.iter().map(|g| g.as_raw()).eq(c.groups.iter().copied());
@@ -207,6 +228,7 @@ pub(crate) fn release(
     image_cpu: &CpuInfo,
     host_cpu: &CpuInfo,
     final_sigmask: &[u64],
+    seccomp_suspended: bool,
 ) -> Result<()> {
     let pid = threads[0].tid();
     let mut xstates = Vec::new();
@@ -214,12 +236,26 @@ pub(crate) fn release(
         xstates.push(adapt_xstate(&st.xstate, image_cpu, host_cpu)?);
         carry_over_remaining_sleep(pid, st)?;
     }
-    threads[0].syscall_ok(
-        area.gadget(),
-        libc::SYS_munmap,
-        &[area.base, AREA_LEN],
-        "munmap (syscall page)",
-    )?;
+    threads[0]
+        .syscall_ok(
+            area.gadget(),
+            libc::SYS_munmap,
+            &[area.base, AREA_LEN],
+            "munmap (syscall page)",
+        )
+        .map_err(|e| {
+            let filtered = proc.security.first().is_some_and(|s| s.seccomp_mode != 0);
+            if filtered && !seccomp_suspended {
+                Error::RestoreNotPermitted {
+                    reason: format!(
+                        "process {}: its seccomp filters refused the restorer's last syscall ({e}); spirit may suspend them only with CAP_SYS_ADMIN: restore as root",
+                        proc.pid
+                    ),
+                }
+            } else {
+                e.into()
+            }
+        })?;
     for (i, t) in threads.iter().enumerate() {
         let st = &proc.threads[i];
         let mut regs = regs_from_array(&st.regs);
@@ -230,6 +266,7 @@ pub(crate) fn release(
         }
         t.set_sigmask(final_sigmask[i])?;
     }
+    crate::security::restore_sud(&threads, proc)?;
     // Secondary threads first; the main thread last.
     let main = threads.remove(0);
     for t in threads {

@@ -1,5 +1,7 @@
 //! The signals section: model and its Cap'n Proto encoding (`schema/signals.capnp`).
 
+use crate::itimer::{self, Itimer};
+use crate::posix_timer::{self, PosixTimer};
 use crate::signals_capnp as s;
 use capnp::message::{Builder, ReaderOptions};
 use serde::Serialize;
@@ -29,6 +31,8 @@ pub struct SignalsSection {
     pub actions: Vec<Action>,
     pub shared_pending: Vec<Vec<u8>>,
     pub threads: Vec<ThreadSignals>,
+    pub itimers: Vec<Itimer>,
+    pub posix_timers: Vec<PosixTimer>,
 }
 
 fn bad(e: capnp::Error) -> Error {
@@ -53,6 +57,28 @@ impl SignalsSection {
             .init_shared_pending(self.shared_pending.len() as u32);
         for (i, p) in self.shared_pending.iter().enumerate() {
             sp.set(i as u32, p);
+        }
+        let mut it = b.reborrow().init_itimers(self.itimers.len() as u32);
+        for (i, t) in self.itimers.iter().enumerate() {
+            let mut e = it.reborrow().get(i as u32);
+            e.set_which(t.which);
+            e.set_interval_us(t.interval_us);
+            e.set_value_us(t.value_us);
+        }
+        let mut pt = b
+            .reborrow()
+            .init_posix_timers(self.posix_timers.len() as u32);
+        for (i, t) in self.posix_timers.iter().enumerate() {
+            let mut e = pt.reborrow().get(i as u32);
+            e.set_id(t.id);
+            e.set_clock(t.clock);
+            e.set_signo(t.signo);
+            e.set_sival(t.sival);
+            e.set_notify(t.notify);
+            e.set_target_tid(t.target_tid);
+            e.set_interval_ns(t.interval_ns);
+            e.set_value_ns(t.value_ns);
+            e.set_overrun(t.overrun);
         }
         let mut th = b.init_threads(self.threads.len() as u32);
         for (i, t) in self.threads.iter().enumerate() {
@@ -118,6 +144,75 @@ impl SignalsSection {
                 altstack_size: t.get_altstack_size(),
             });
         }
+        for t in r.get_itimers().map_err(bad)?.iter() {
+            let t = Itimer {
+                which: t.get_which(),
+                interval_us: t.get_interval_us(),
+                value_us: t.get_value_us(),
+            };
+            itimer::validate(&t)?;
+            out.itimers.push(t);
+        }
+        for t in r.get_posix_timers().map_err(bad)?.iter() {
+            let t = PosixTimer {
+                id: t.get_id(),
+                clock: t.get_clock(),
+                signo: t.get_signo(),
+                sival: t.get_sival(),
+                notify: t.get_notify(),
+                target_tid: t.get_target_tid(),
+                interval_ns: t.get_interval_ns(),
+                value_ns: t.get_value_ns(),
+                overrun: t.get_overrun(),
+            };
+            posix_timer::validate(&t)?;
+            out.posix_timers.push(t);
+        }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn section_round_trips() {
+        let sec = SignalsSection {
+            actions: vec![Action {
+                signo: 10,
+                handler: 0x1000,
+                flags: 0x1400_0004,
+                restorer: 0x2000,
+                mask: 1 << 14,
+            }],
+            shared_pending: vec![vec![7; 128]],
+            threads: vec![ThreadSignals {
+                tid: 5,
+                blocked: 3,
+                pending: vec![],
+                altstack_sp: 0x9000,
+                altstack_flags: 0,
+                altstack_size: 8192,
+            }],
+            itimers: vec![Itimer {
+                which: 0,
+                interval_us: 100_000,
+                value_us: 42,
+            }],
+            posix_timers: vec![PosixTimer {
+                id: 3,
+                clock: 1,
+                signo: 35,
+                sival: 4242,
+                notify: 4,
+                target_tid: 5,
+                interval_ns: 1,
+                value_ns: 2,
+                overrun: 1,
+            }],
+        };
+        assert_eq!(SignalsSection::decode(&sec.encode()).unwrap(), sec);
+        assert!(SignalsSection::decode(&[1, 2, 3]).is_err());
     }
 }
