@@ -85,6 +85,20 @@ pub fn pipe_pending(fd: &OwnedFd) -> Result<usize> {
     Ok(n.max(0) as usize)
 }
 
+/// The events pending on `fd` right now (`poll` with a zero timeout): `POLLHUP` on a
+/// pipe's read end without writers, `POLLERR` on a write end without readers.
+pub fn poll_now(fd: &OwnedFd, events: i16) -> Result<i16> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, its count 1.
+    let ret = unsafe { libc::poll(&mut p, 1, 0) };
+    check("poll", 0, ret as i64)?;
+    Ok(p.revents)
+}
+
 /// `memfd_create(name, flags)`.
 pub fn memfd_create(name: &str, flags: u32) -> Result<OwnedFd> {
     let c = cstr("memfd_create", name)?;

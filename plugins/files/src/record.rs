@@ -207,10 +207,19 @@ pub fn park(fd: OwnedFd, base: i32) -> Result<OwnedFd> {
         .map_err(|e| Error::Restore(format!("moving a descriptor above {base}: {e}")))
 }
 
+/// `__O_TMPFILE`: the bit of `O_TMPFILE` besides `O_DIRECTORY`.
+const TMPFILE_BIT: i32 = libc::O_TMPFILE & !libc::O_DIRECTORY;
+
 /// Open `path` with the access mode and flags of `h` (never creating or truncating).
 pub fn open_as(h: &Head, path: &str) -> Result<OwnedFd> {
     let acc = h.access();
-    let strip = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_ACCMODE;
+    let mut strip =
+        libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_ACCMODE;
+    // A file made with O_TMPFILE (glibc's tmpfile()) keeps it in its open flags; as a
+    // flag of a reopen it asks for a new file in a directory (ENOTDIR on the file).
+    if h.flags as i32 & TMPFILE_BIT != 0 {
+        strip |= libc::O_TMPFILE;
+    }
     let file = std::fs::OpenOptions::new()
         .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
         .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)

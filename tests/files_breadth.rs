@@ -1,0 +1,84 @@
+//! File states at the edges (issue 9, "Files and descriptors"): each test starts
+//! `files_breadth MODE` (tests/progs/files_breadth.c), checkpoints it once it is `ready`
+//! (which ends it), restores it and lets it go on; the program then checks its own
+//! state and reports, and the test judges the report.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The program's report lines once it said `done`; panics on `FAIL`.
+fn report(out: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    wait_until(&format!("done in {}", out.display()), TIMEOUT, || {
+        lines = log_lines(out);
+        lines.iter().any(|l| l == "done" || l.starts_with("FAIL"))
+    });
+    assert!(
+        !lines.iter().any(|l| l.starts_with("FAIL")),
+        "the program failed:\n{}",
+        lines.join("\n")
+    );
+    lines
+}
+
+fn has(lines: &[String], want: &str) {
+    assert!(
+        lines.iter().any(|l| l == want),
+        "want {want:?} in {lines:?}"
+    );
+}
+
+/// Start mode `mode`, wait for `ready`, checkpoint it, restore it (same pids; the
+/// tree's other processes, whose pids are in `pids`, are reaped first) and say go.
+fn round_trip(mode: &str, dir: &TestDir) -> (Proc, PathBuf) {
+    let prog = build_c("files_breadth.c", &[]);
+    let out = dir.join("prog.out");
+    let mut orig = Proc::spawn(&prog, &[mode], dir, "prog");
+    wait_for_line(&out, "ready");
+    let others: Vec<i32> = if dir.join("pids").exists() {
+        read_pids(dir).into_iter().skip(1).collect()
+    } else {
+        Vec::new()
+    };
+    let img = dir.join("img.spirit");
+    dump(orig.pid, &img, &[]).ok("dump");
+    orig.reap();
+    for pid in others {
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    }
+    let restored = restore_ok(&img, &[]);
+    assert_eq!(restored.pid, orig.pid);
+    fs::write(dir.join("go"), "").unwrap();
+    (restored, out)
+}
+
+#[test]
+fn pipe_whose_write_end_is_closed_gives_its_data_then_eof() {
+    let dir = TestDir::new("fb-pipe-eof");
+    let (_p, out) = round_trip("pipe_eof", &dir);
+    has(&report(&out), "pipe_eof: data then EOF");
+}
+
+#[test]
+fn pipe_whose_read_end_is_closed_gives_epipe() {
+    let dir = TestDir::new("fb-pipe-epipe");
+    let (_p, out) = round_trip("pipe_epipe", &dir);
+    has(&report(&out), "pipe_epipe: EPIPE");
+}
+
+/// A pipe, a file and a tmpfile() at descriptors above 8200, shared by a parent and 3
+/// children ("reopening /proc/self/fd/8210: Not a directory" before: O_TMPFILE kept in
+/// the flags of a reopen).
+#[test]
+fn high_descriptors_shared_by_three_children() {
+    let dir = TestDir::new("fb-high-fd");
+    let (_p, out) = round_trip("high_fd", &dir);
+    let lines = report(&out);
+    for i in 0..3 {
+        has(&lines, &format!("child {i} pipe+file ok, fd 8210"));
+    }
+    has(&lines, "high_fd: 3 children shared fds 8210 and 8211");
+}

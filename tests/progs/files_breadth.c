@@ -1,0 +1,109 @@
+/* File states at the edges, one mode per test (argv[1]); each mode sets its state up,
+ * says "ready", waits for ./go after the restore, checks its own state and says "done"
+ * (or "FAIL ...").
+ *   pipe_eof    a pipe whose write end is closed: 9 bytes in flight, then EOF.
+ *   pipe_epipe  a pipe whose read end is closed (SIGPIPE ignored): write gets EPIPE.
+ *   high_fd     a pipe's read end and a file at fds 8210 and 8211, shared with 3
+ *               children, each of which reads its share; pids in ./pids; and a
+ *               tmpfile() (O_TMPFILE) at 8212, shared the same way. */
+#include "files_common.h"
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+static int pipe_eof(void) {
+    int p[2];
+    check(pipe(p) == 0, "pipe");
+    check(write(p[1], "tail data", 9) == 9, "write");
+    close(p[1]);
+    say("ready\n");
+    wait_for_go();
+    char b[32];
+    ssize_t n = read(p[0], b, sizeof b);
+    check(n == 9 && memcmp(b, "tail data", 9) == 0, "read the data in flight (%zd)", n);
+    n = read(p[0], b, sizeof b);
+    check(n == 0, "EOF after the data (got %zd)", n);
+    say("pipe_eof: data then EOF\n");
+    return 0;
+}
+
+static int pipe_epipe(void) {
+    signal(SIGPIPE, SIG_IGN);
+    int p[2];
+    check(pipe(p) == 0, "pipe");
+    close(p[0]);
+    say("ready\n");
+    wait_for_go();
+    errno = 0;
+    ssize_t n = write(p[1], "x", 1);
+    check(n == -1 && errno == EPIPE, "write to a pipe without readers gave %zd", n);
+    say("pipe_epipe: EPIPE\n");
+    return 0;
+}
+
+static int high_fd(void) {
+    struct rlimit rl = {16384, 16384};
+    check(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit");
+    int p[2];
+    check(pipe(p) == 0, "pipe");
+    check(dup2(p[0], 8210) == 8210, "dup2 pipe");
+    close(p[0]);
+    int f = open("data", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    check(f >= 0, "open data");
+    check(write(f, "abcdefghijkl", 12) == 12, "write data");
+    check(lseek(f, 0, SEEK_SET) == 0, "lseek");
+    check(dup2(f, 8211) == 8211, "dup2 file");
+    close(f);
+    /* glibc's tmpfile() opens with O_TMPFILE (it stays in the open flags). */
+    FILE *tf = tmpfile();
+    check(tf != NULL, "tmpfile");
+    check(write(fileno(tf), "ABCDEFGHIJKL", 12) == 12, "write tmpfile");
+    check(lseek(fileno(tf), 0, SEEK_SET) == 0, "lseek tmpfile");
+    check(dup2(fileno(tf), 8212) == 8212, "dup2 tmpfile");
+    pid_t kids[3];
+    for (int i = 0; i < 3; i++) {
+        kids[i] = fork();
+        check(kids[i] >= 0, "fork");
+        if (kids[i] == 0) {
+            close(p[1]);
+            wait_for_go();
+            char b[4];
+            /* The children take turns (by index) on the shared offset. */
+            struct timespec ts = {0, 100 * 1000 * 1000 * i};
+            nanosleep(&ts, NULL);
+            check(read(8210, b, 4) == 4, "child %d reads the pipe", i);
+            check(read(8211, b, 4) == 4, "child %d reads the file", i);
+            check(read(8212, b, 4) == 4 && b[0] == 'A' + 4 * i, "child %d reads the tmpfile", i);
+            say("child %d pipe+file ok, fd %d\n", i, 8210);
+            _exit(0);
+        }
+    }
+    FILE *pf = fopen("pids", "w");
+    fprintf(pf, "%d %d %d %d\n", getpid(), kids[0], kids[1], kids[2]);
+    fclose(pf);
+    check(write(p[1], "000011112222", 12) == 12, "fill the pipe");
+    say("ready\n");
+    wait_for_go();
+    for (int i = 0; i < 3; i++) {
+        int st;
+        check(waitpid(kids[i], &st, 0) == kids[i], "waitpid");
+        check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d status %d", i, st);
+    }
+    check(lseek(8211, 0, SEEK_CUR) == 12, "shared offset at 12");
+    check(lseek(8212, 0, SEEK_CUR) == 12, "shared tmpfile offset at 12");
+    say("high_fd: 3 children shared fds 8210 and 8211\n");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    check(argc > 1, "usage: files_breadth MODE");
+    const char *m = argv[1];
+    int r = 1;
+    if (!strcmp(m, "pipe_eof")) r = pipe_eof();
+    else if (!strcmp(m, "pipe_epipe")) r = pipe_epipe();
+    else if (!strcmp(m, "high_fd")) r = high_fd();
+    else check(0, "unknown mode %s", m);
+    say("done\n");
+    return r;
+}
