@@ -82,3 +82,15 @@ fn high_descriptors_shared_by_three_children() {
     }
     has(&lines, "high_fd: 3 children shared fds 8210 and 8211");
 }
+
+/// A file opened through a symlink and with O_PATH comes back as the same inode with
+/// its flags, and neither the dump (which hashes it) nor the restore (which hashes it
+/// again and reopens it) moves its access or modification time.
+#[test]
+fn files_through_symlinks_and_o_path_keep_their_times() {
+    let dir = TestDir::new("fb-paths");
+    let (_p, out) = round_trip("paths", &dir);
+    let lines = report(&out);
+    has(&lines, "times atime=978307200 mtime=946684800");
+    has(&lines, "paths: symlink and O_PATH ok");
+}

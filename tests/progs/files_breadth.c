@@ -96,6 +96,35 @@ static int high_fd(void) {
     return 0;
 }
 
+/* Files reached by path the usual ways: "t1" (atime 2001-01-01, mtime 2000-01-01)
+ * opened read-only through the symlink "link", and with O_PATH. After the restore:
+ * the same inode, the flags, and neither time moved (spirit hashes and reopens it). */
+static int paths(void) {
+    int f = open("t1", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    check(f >= 0 && write(f, "content", 7) == 7, "make t1");
+    close(f);
+    struct timespec t[2] = {{978307200, 0}, {946684800, 0}};
+    check(utimensat(AT_FDCWD, "t1", t, 0) == 0, "utimensat");
+    check(symlink("t1", "link") == 0, "symlink");
+    int a = open("link", O_RDONLY);
+    check(a >= 0, "open link");
+    int p = open("t1", O_PATH);
+    check(p >= 0, "open O_PATH");
+    say("ready\n");
+    wait_for_go();
+    struct stat st, sa, sp;
+    check(stat("t1", &st) == 0 && fstat(a, &sa) == 0 && fstat(p, &sp) == 0, "stat");
+    check(sa.st_ino == st.st_ino && sp.st_ino == st.st_ino, "same inode");
+    check(fcntl(p, F_GETFL) & O_PATH, "O_PATH kept (flags %o)", fcntl(p, F_GETFL));
+    char b[8];
+    errno = 0;
+    check(read(p, b, 1) == -1 && errno == EBADF, "an O_PATH fd cannot read");
+    say("times atime=%ld mtime=%ld\n", (long)st.st_atime, (long)st.st_mtime);
+    check(read(a, b, 7) == 7 && !memcmp(b, "content", 7), "read through the symlink's fd");
+    say("paths: symlink and O_PATH ok\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     check(argc > 1, "usage: files_breadth MODE");
     const char *m = argv[1];
@@ -103,6 +132,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "pipe_eof")) r = pipe_eof();
     else if (!strcmp(m, "pipe_epipe")) r = pipe_epipe();
     else if (!strcmp(m, "high_fd")) r = high_fd();
+    else if (!strcmp(m, "paths")) r = paths();
     else check(0, "unknown mode %s", m);
     say("done\n");
     return r;

@@ -189,13 +189,28 @@ impl Probe<'_> {
     /// Up to `limit` bytes of the file behind the descriptor; `None` if it is larger.
     pub fn content(&self, limit: u64) -> Result<Option<Vec<u8>>> {
         let p = format!("/proc/{}/fd/{}", self.pid, self.entry.fd);
-        let f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
-        let mut buf = Vec::new();
-        f.take(limit + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| Error::io(&p, e))?;
+        let buf = read_quietly(&p, limit + 1).map_err(|e| Error::io(&p, e))?;
         Ok((buf.len() as u64 <= limit).then_some(buf))
     }
+}
+
+/// Up to `limit` bytes of `path`, read without touching its access time where this
+/// process may (`O_NOATIME`: the file's owner or CAP_FOWNER; else a plain read, which
+/// relatime may record).
+pub fn read_quietly(path: &str, limit: u64) -> std::io::Result<Vec<u8>> {
+    let open = |flags| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(path)
+    };
+    let f = match open(libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0)?,
+        other => other?,
+    };
+    let mut buf = Vec::new();
+    f.take(limit).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// Move `fd` to a number ≥ `base` (close-on-exec; the final flags come with `dup3`).
