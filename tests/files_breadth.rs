@@ -94,3 +94,25 @@ fn files_through_symlinks_and_o_path_keep_their_times() {
     has(&lines, "times atime=978307200 mtime=946684800");
     has(&lines, "paths: symlink and O_PATH ok");
 }
+
+/// FIFOs opened read-write, as a reader and writer pair, as a reader alone (data then
+/// EOF) and as a writer alone (EPIPE), each with data in flight.
+#[test]
+fn fifos_in_every_open_mode_keep_their_data() {
+    let dir = TestDir::new("fb-fifos");
+    let (_p, out) = round_trip("fifos", &dir);
+    has(&report(&out), "fifos: rw pair ronly wonly ok");
+    let v: serde_json::Value =
+        serde_json::from_str(&spirit(&["show", &dir.s("img.spirit"), "--json"]).stdout)
+            .expect("show json");
+    let fds = v["processes"][0]["sections"]["files"]["content"]["fds"]
+        .as_array()
+        .expect("fds")
+        .clone();
+    let in_flight: u64 = fds
+        .iter()
+        .filter(|f| f["kind"] == "fifo")
+        .filter_map(|f| f["in_flight"].as_u64())
+        .sum();
+    assert_eq!(in_flight, 7 + 9 + 12 + 4, "{fds:?}");
+}

@@ -125,6 +125,44 @@ static int paths(void) {
     return 0;
 }
 
+/* FIFOs in every open mode, each with data in flight: "rw" opened read-write alone;
+ * "pair" with a reader and a writer; "ronly" a reader whose writer closed (data then
+ * EOF); "wonly" a writer whose reader closed (EPIPE, its data still there for a later
+ * reader). */
+static int fifos(void) {
+    signal(SIGPIPE, SIG_IGN);
+    const char *names[] = {"rw", "pair", "ronly", "wonly"};
+    for (int i = 0; i < 4; i++) check(mkfifo(names[i], 0600) == 0, "mkfifo %s", names[i]);
+    int rw = open("rw", O_RDWR);
+    check(rw >= 0 && write(rw, "rw-data", 7) == 7, "rw");
+    int pr = open("pair", O_RDONLY | O_NONBLOCK), pw = open("pair", O_WRONLY);
+    check(pr >= 0 && pw >= 0 && write(pw, "pair-data", 9) == 9, "pair");
+    check(fcntl(pr, F_SETFL, 0) == 0, "pair blocking");
+    int rr = open("ronly", O_RDONLY | O_NONBLOCK), rw2 = open("ronly", O_WRONLY);
+    check(rr >= 0 && rw2 >= 0 && write(rw2, "reader-alone", 12) == 12, "ronly");
+    close(rw2);
+    check(fcntl(rr, F_SETFL, 0) == 0, "ronly blocking");
+    int wr = open("wonly", O_RDONLY | O_NONBLOCK), ww = open("wonly", O_WRONLY);
+    check(wr >= 0 && ww >= 0 && write(ww, "lost", 4) == 4, "wonly");
+    close(wr);
+    say("ready\n");
+    wait_for_go();
+    char b[32] = {0};
+    check((fcntl(rw, F_GETFL) & O_ACCMODE) == O_RDWR, "rw mode");
+    check(read(rw, b, sizeof b) == 7 && !memcmp(b, "rw-data", 7), "rw data");
+    check((fcntl(pr, F_GETFL) & (O_ACCMODE | O_NONBLOCK)) == O_RDONLY && (fcntl(pw, F_GETFL) & O_ACCMODE) == O_WRONLY, "pair modes");
+    check(read(pr, b, sizeof b) == 9 && !memcmp(b, "pair-data", 9), "pair data");
+    check(write(pw, "more", 4) == 4 && read(pr, b, sizeof b) == 4 && !memcmp(b, "more", 4), "pair flows");
+    check(read(rr, b, sizeof b) == 12 && !memcmp(b, "reader-alone", 12), "ronly data");
+    check(read(rr, b, sizeof b) == 0, "ronly EOF");
+    errno = 0;
+    check(write(ww, "x", 1) == -1 && errno == EPIPE, "wonly EPIPE");
+    int later = open("wonly", O_RDONLY | O_NONBLOCK);
+    check(later >= 0 && read(later, b, sizeof b) == 4 && !memcmp(b, "lost", 4), "wonly data for a later reader");
+    say("fifos: rw pair ronly wonly ok\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     check(argc > 1, "usage: files_breadth MODE");
     const char *m = argv[1];
@@ -133,6 +171,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "pipe_epipe")) r = pipe_epipe();
     else if (!strcmp(m, "high_fd")) r = high_fd();
     else if (!strcmp(m, "paths")) r = paths();
+    else if (!strcmp(m, "fifos")) r = fifos();
     else check(0, "unknown mode %s", m);
     say("done\n");
     return r;

@@ -29,7 +29,7 @@ struct Fd {
     pseudo @8 :Pseudo;
     directory @9 :PathFile;
     charDevice @10 :CharDevice;
-    fifo @11 :PathFile;      # a named pipe reopened by path (data in flight not kept yet)
+    fifo @11 :PathFile;      # a named pipe reopened by path (older images: no data)
     deleted @12 :Deleted;
     memfd @13 :Memfd;
     pipe @14 :Pipe;
@@ -38,6 +38,7 @@ struct Fd {
     signalfd @17 :Signalfd;
     epoll @18 :Epoll;
     inotify @19 :Inotify;
+    namedPipe @20 :Fifo;     # a named pipe reopened by path, with its data in flight
   }
 }
 
@@ -66,6 +67,13 @@ struct Pseudo {
 struct CharDevice {
   file @0 :PathFile;
   rdev @1 :UInt64;
+}
+
+# A FIFO: data in flight on the first record of it in the tree (dump order).
+struct Fifo {
+  file @0 :PathFile;
+  data @1 :Data;
+  capacity @2 :UInt32;
 }
 
 # A regular file unlinked while open ("(deleted)" stripped from the path).

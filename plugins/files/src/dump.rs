@@ -2,8 +2,8 @@
 //! handles (as core classified it) becomes a record with its kind's payload and is
 //! claimed; descriptors sharing one open file description (`kcmp`) are recorded once
 //! and the others marked `dup_of` it; owner records get what only they carry (content,
-//! hash, watches, locks); pipes and tree-wide description ids go through the tree's
-//! state ([`DumpTree`]).
+//! hash, watches, locks); pipes, FIFOs' data in flight and tree-wide description ids
+//! go through the tree's state ([`DumpTree`]).
 
 use crate::kinds::lock::Lock;
 use crate::kinds::pipe::Pipe;
@@ -54,6 +54,11 @@ pub fn collect(pid: i32, fds: &mut [FdEntry], tree: &mut DumpTree) -> Result<Fil
         };
         r.locks = Lock::dump(&p)?;
         r.payload.fill(&p, &mine)?;
+        if let Payload::Fifo(f) = &mut r.payload {
+            if tree.fifos.insert((f.file.dev, f.file.inode)) {
+                f.capture(pid, &r.head)?;
+            }
+        }
     }
     let mut pipes: Vec<(&Head, &mut Pipe)> = sec
         .fds

@@ -22,10 +22,10 @@
 //! no longer names the open file) leaves it unclaimed. Descriptors sharing one open
 //! file description (`kcmp`) are recorded once, the others marked `dup_of` it; owner
 //! records get what only they carry (content of deleted files and memfds ≤ 64 MiB,
-//! hashes of regular files ≤ 1 MiB, epoll targets, inotify watches, locks); pipes'
-//! data in flight is captured once per pipe for the tree (both ends must be held in
-//! it); each description gets a tree-wide `desc_id` (the same id in two processes: one
-//! description shared across fork).
+//! hashes of regular files ≤ 1 MiB, epoll targets, inotify watches, locks); pipes' and
+//! FIFOs' data in flight is captured once per pipe or FIFO for the tree (each end of a
+//! pipe held in it or closed everywhere); each description gets a tree-wide `desc_id`
+//! (the same id in two processes: one description shared across fork).
 //!
 //! Every kind the plugin does not handle (terminals, sockets, message queues, pidfds,
 //! ...) stays unclaimed: core refuses the checkpoint naming pid, fd and kind.

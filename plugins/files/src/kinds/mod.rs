@@ -118,7 +118,7 @@ impl Payload {
             Payload::Pseudo(x) => x.encode(b.init_pseudo()),
             Payload::Directory(x) => x.encode(b.init_directory()),
             Payload::CharDevice(x) => x.encode(b.init_char_device()),
-            Payload::Fifo(x) => x.encode(b.init_fifo()),
+            Payload::Fifo(x) => x.encode(b.init_named_pipe()),
             Payload::Deleted(x) => x.encode(b.init_deleted()),
             Payload::Memfd(x) => x.encode(b.init_memfd()),
             Payload::Pipe(x) => x.encode(b.init_pipe()),
@@ -140,7 +140,8 @@ impl Payload {
             W::Pseudo(x) => Payload::Pseudo(pseudo::Pseudo::decode(x)?),
             W::Directory(x) => Payload::Directory(directory::Directory::decode(x)?),
             W::CharDevice(x) => Payload::CharDevice(chardev::CharDevice::decode(x)?),
-            W::Fifo(x) => Payload::Fifo(fifo::Fifo::decode(x)?),
+            W::Fifo(x) => Payload::Fifo(fifo::Fifo::decode_old(x)?),
+            W::NamedPipe(x) => Payload::Fifo(fifo::Fifo::decode(x)?),
             W::Deleted(x) => Payload::Deleted(deleted::Deleted::decode(x)?),
             W::Memfd(x) => Payload::Memfd(memfd::Memfd::decode(x)?),
             W::Pipe(x) => Payload::Pipe(pipe::Pipe::decode(x)?),
@@ -194,15 +195,26 @@ impl Payload {
         }
     }
 
-    /// The content that travels with the object (pipe data in flight, a deleted file's
-    /// or memfd's content).
+    /// The content that travels with the object (pipe or FIFO data in flight, a deleted
+    /// file's or memfd's content).
     pub fn content(&self) -> &[u8] {
         match self {
             Payload::Pipe(p) => &p.data,
+            Payload::Fifo(f) => &f.data,
             Payload::Deleted(d) => &d.data,
             Payload::Memfd(m) => &m.data,
             _ => &[],
         }
+    }
+
+    /// The same payload with `data` as its content (a FIFO shared across fork, whose
+    /// data travels in the group that creates it).
+    pub fn with_content(&self, data: &[u8]) -> Payload {
+        let mut p = self.clone();
+        if let Payload::Fifo(x) = &mut p {
+            x.data = data.to_vec();
+        }
+        p
     }
 
     /// The same payload without its content (records of a description already kept).
@@ -210,6 +222,7 @@ impl Payload {
         let mut p = self.clone();
         match &mut p {
             Payload::Pipe(x) => x.data = Vec::new(),
+            Payload::Fifo(x) => x.data = Vec::new(),
             Payload::Deleted(x) => x.data = Vec::new(),
             Payload::Memfd(x) => x.data = Vec::new(),
             _ => {}

@@ -205,7 +205,7 @@ fn size_of(fd: &OwnedFd) -> Result<u32> {
 }
 
 /// The bytes waiting in pipe `theirs` (left in place) and its capacity.
-fn peek(theirs: &OwnedFd) -> Result<(Vec<u8>, u32)> {
+pub fn peek(theirs: &OwnedFd) -> Result<(Vec<u8>, u32)> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     let size = size_of(theirs)?;
     let pending = kfd::pipe_pending(theirs)?;
