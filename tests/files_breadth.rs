@@ -34,6 +34,11 @@ fn has(lines: &[String], want: &str) {
 /// Start mode `mode`, wait for `ready`, checkpoint it, restore it (same pids; the
 /// tree's other processes, whose pids are in `pids`, are reaped first) and say go.
 fn round_trip(mode: &str, dir: &TestDir) -> (Proc, PathBuf) {
+    round_trip_with(mode, dir, &[])
+}
+
+/// Same, restored with `extra` options (`--new-pid`: another pid).
+fn round_trip_with(mode: &str, dir: &TestDir, extra: &[&str]) -> (Proc, PathBuf) {
     let prog = build_c("files_breadth.c", &[]);
     let out = dir.join("prog.out");
     let mut orig = Proc::spawn(&prog, &[mode], dir, "prog");
@@ -49,8 +54,8 @@ fn round_trip(mode: &str, dir: &TestDir) -> (Proc, PathBuf) {
     for pid in others {
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     }
-    let restored = restore_ok(&img, &[]);
-    assert_eq!(restored.pid, orig.pid);
+    let restored = restore_ok(&img, extra);
+    assert_eq!(restored.pid == orig.pid, extra.is_empty());
     fs::write(dir.join("go"), "").unwrap();
     (restored, out)
 }
@@ -115,4 +120,15 @@ fn fifos_in_every_open_mode_keep_their_data() {
         .filter_map(|f| f["in_flight"].as_u64())
         .sum();
     assert_eq!(in_flight, 7 + 9 + 12 + 4, "{fds:?}");
+}
+
+/// F_SETOWN/F_SETSIG: SIGUSR1 is delivered for the pipe's read end to the process,
+/// under its own pid and under a new one.
+#[test]
+fn signal_owner_is_restored_with_the_pid_translated() {
+    for extra in [&[][..], &["--new-pid"][..]] {
+        let dir = TestDir::new("fb-owner");
+        let (_p, out) = round_trip_with("owner", &dir, extra);
+        has(&report(&out), "owner: SIGUSR1 for fd 3 to its own pid");
+    }
 }

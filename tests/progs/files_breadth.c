@@ -163,6 +163,36 @@ static int fifos(void) {
     return 0;
 }
 
+/* Signal-driven I/O: a pipe's read end is O_ASYNC, owned by the process (F_SETOWN)
+ * with SIGUSR1 (F_SETSIG). After the restore the owner is the process's pid (its new
+ * one under --new-pid) and a write delivers SIGUSR1 with si_fd the read end. */
+static volatile sig_atomic_t got_fd = -1;
+static void on_io(int sig, siginfo_t *si, void *uc) {
+    (void)sig; (void)uc;
+    got_fd = si->si_fd;
+}
+
+static int owner(void) {
+    struct sigaction sa = {0};
+    sa.sa_sigaction = on_io;
+    sa.sa_flags = SA_SIGINFO;
+    check(sigaction(SIGUSR1, &sa, NULL) == 0, "sigaction");
+    int p[2];
+    check(pipe(p) == 0, "pipe");
+    check(fcntl(p[0], F_SETOWN, getpid()) == 0, "F_SETOWN");
+    check(fcntl(p[0], F_SETSIG, SIGUSR1) == 0, "F_SETSIG");
+    check(fcntl(p[0], F_SETFL, O_ASYNC | O_NONBLOCK) == 0, "O_ASYNC");
+    say("ready\n");
+    wait_for_go();
+    check(fcntl(p[0], F_GETOWN) == getpid(), "owner %d, pid %d", fcntl(p[0], F_GETOWN), getpid());
+    check(fcntl(p[0], F_GETSIG) == SIGUSR1, "signal %d", fcntl(p[0], F_GETSIG));
+    check(write(p[1], "x", 1) == 1, "write");
+    for (int i = 0; i < 200 && got_fd < 0; i++) usleep(5000);
+    check(got_fd == p[0], "SIGUSR1 with si_fd %d", (int)got_fd);
+    say("owner: SIGUSR1 for fd %d to its own pid\n", p[0]);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     check(argc > 1, "usage: files_breadth MODE");
     const char *m = argv[1];
@@ -172,6 +202,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "high_fd")) r = high_fd();
     else if (!strcmp(m, "paths")) r = paths();
     else if (!strcmp(m, "fifos")) r = fifos();
+    else if (!strcmp(m, "owner")) r = owner();
     else check(0, "unknown mode %s", m);
     say("done\n");
     return r;

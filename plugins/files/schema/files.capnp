@@ -40,6 +40,8 @@ struct Fd {
     inotify @19 :Inotify;
     namedPipe @20 :Fifo;     # a named pipe reopened by path, with its data in flight
   }
+  # F_SETOWN(_EX)/F_SETSIG of the description (owner records); null: none.
+  owner @21 :Owner;
 }
 
 # A file reached by path, as it was at checkpoint (st_mode, st_dev, st_ino).
@@ -132,6 +134,12 @@ struct InotifyWatch {
   wd @0 :Int32;
   path @1 :Text;
   mask @2 :UInt32;
+}
+
+struct Owner {
+  kind @0 :Int32;        # F_OWNER_TID 0, F_OWNER_PID 1, F_OWNER_PGRP 2
+  id @1 :Int32;
+  signal @2 :Int32;      # F_SETSIG; 0: SIGIO
 }
 
 enum LockKind {

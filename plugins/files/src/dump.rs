@@ -2,10 +2,11 @@
 //! handles (as core classified it) becomes a record with its kind's payload and is
 //! claimed; descriptors sharing one open file description (`kcmp`) are recorded once
 //! and the others marked `dup_of` it; owner records get what only they carry (content,
-//! hash, watches, locks); pipes, FIFOs' data in flight and tree-wide description ids
+//! hash, watches, locks, signal owner); pipes, FIFOs' data in flight and tree-wide description ids
 //! go through the tree's state ([`DumpTree`]).
 
 use crate::kinds::lock::Lock;
+use crate::kinds::owner::Owner;
 use crate::kinds::pipe::Pipe;
 use crate::kinds::Payload;
 use crate::record::{FdInfo, Head, Probe};
@@ -42,6 +43,13 @@ pub fn collect(pid: i32, fds: &mut [FdEntry], tree: &mut DumpTree) -> Result<Fil
     let entries: HashMap<i32, &FdEntry> = fds.iter().map(|e| (e.fd, e)).collect();
     find_shared(pid, &mut sec.fds, &entries)?;
     let mine: HashSet<i32> = sec.fds.iter().map(|r| r.fd()).collect();
+    let pidfd = match sec.fds.is_empty() {
+        true => None,
+        false => Some(spirit_kmod::fd::pidfd_open(pid).map_err(|e| Error::Dump {
+            pid,
+            msg: format!("pidfd_open: {e}"),
+        })?),
+    };
     for (r, (info, md)) in sec.fds.iter_mut().zip(&facts) {
         if !r.is_owner() {
             continue;
@@ -53,6 +61,13 @@ pub fn collect(pid: i32, fds: &mut [FdEntry], tree: &mut DumpTree) -> Result<Fil
             md,
         };
         r.locks = Lock::dump(&p)?;
+        // An O_PATH descriptor has no signal owner (fcntl gives EBADF).
+        if let Some(pidfd) = pidfd
+            .as_ref()
+            .filter(|_| r.head.flags as i32 & libc::O_PATH == 0)
+        {
+            r.owner = Owner::dump(pid, pidfd, r.fd())?;
+        }
         r.payload.fill(&p, &mine)?;
         if let Payload::Fifo(f) = &mut r.payload {
             if tree.fifos.insert((f.file.dev, f.file.inode)) {
@@ -105,6 +120,7 @@ fn record(pid: i32, entry: &FdEntry) -> Result<Option<(FdRecord, (FdInfo, std::f
         dup_of: None,
         desc_id: 0,
         locks: Vec::new(),
+        owner: None,
         payload,
     };
     Ok(Some((rec, (info, md))))

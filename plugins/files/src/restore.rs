@@ -119,6 +119,16 @@ pub fn restore(
             placed.insert(d.fd());
         }
     }
+    // Signal owners, on the descriptions in place; O_ASYNC set again at the final
+    // number (the kernel reports the number it was set at as the signal's si_fd).
+    for f in owners() {
+        if let Some(o) = &f.owner {
+            o.restore(&f.head, pids)?;
+        }
+        if f.head.flags as i32 & libc::O_ASYNC != 0 {
+            crate::kinds::owner::rearm_async(&f.head)?;
+        }
+    }
     // Locks, now that no parking descriptor is left to close.
     for f in owners() {
         for l in &f.locks {

@@ -4,6 +4,7 @@
 
 use crate::files_capnp as s;
 use crate::kinds::lock::Lock;
+use crate::kinds::owner::Owner;
 use crate::kinds::Payload;
 use crate::record::{bad, text, within, Head};
 use capnp::message::{Builder, ReaderOptions};
@@ -18,6 +19,8 @@ pub struct FdRecord {
     /// Tree-wide id of the open file description (owner records).
     pub desc_id: u64,
     pub locks: Vec<Lock>,
+    /// Signal-driven I/O owner of the description (owner records).
+    pub owner: Option<Owner>,
     pub payload: Payload,
 }
 
@@ -55,6 +58,9 @@ impl FdRecord {
         if !self.locks.is_empty() {
             m.insert("locks".into(), Lock::show(&self.locks));
         }
+        if let Some(o) = &self.owner {
+            m.insert("owner".into(), o.show());
+        }
         Value::Object(m)
     }
 }
@@ -86,6 +92,9 @@ impl FilesSection {
             let mut lk = e.reborrow().init_locks(f.locks.len() as u32);
             for (j, k) in f.locks.iter().enumerate() {
                 k.encode(lk.reborrow().get(j as u32));
+            }
+            if let Some(o) = &f.owner {
+                o.encode(e.reborrow().init_owner());
             }
             f.payload.encode(e.init_kind());
         }
@@ -129,6 +138,10 @@ impl FilesSection {
                 dup_of: (dup >= 0).then_some(dup),
                 desc_id: f.get_desc_id(),
                 locks,
+                owner: match f.has_owner() {
+                    true => Some(Owner::decode(f.get_owner()).map_err(at)?),
+                    false => None,
+                },
                 payload: Payload::decode(f.get_kind()).map_err(at)?,
             });
         }
@@ -190,6 +203,7 @@ mod tests {
             dup_of: None,
             desc_id: 0,
             locks: Vec::new(),
+            owner: None,
             payload,
         }
     }

@@ -446,6 +446,7 @@ mod tests {
             dup_of: None,
             desc_id,
             locks: Vec::new(),
+            owner: None,
             payload,
         }
     }

@@ -13,6 +13,7 @@ pub mod fifo;
 pub mod inotify;
 pub mod lock;
 pub mod memfd;
+pub mod owner;
 pub mod pipe;
 pub mod pseudo;
 pub mod regular;
