@@ -132,3 +132,11 @@ fn signal_owner_is_restored_with_the_pid_translated() {
         has(&report(&out), "owner: SIGUSR1 for fd 3 to its own pid");
     }
 }
+
+/// A read and a write lease are taken again through the rebuilt descriptors.
+#[test]
+fn leases_are_taken_again() {
+    let dir = TestDir::new("fb-leases");
+    let (_p, out) = round_trip("leases", &dir);
+    has(&report(&out), "leases: read and write held again");
+}

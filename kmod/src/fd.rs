@@ -137,6 +137,20 @@ pub fn set_owner(fd: RawFd, kind: i32, id: i32, sig: i32) -> Result<()> {
     Ok(())
 }
 
+/// The lease held through `fd` (`F_GETLEASE`: `F_RDLCK`, `F_WRLCK` or `F_UNLCK`).
+pub fn lease(fd: &OwnedFd) -> Result<i32> {
+    // SAFETY: integers only.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETLEASE) };
+    Ok(check("fcntl(F_GETLEASE)", 0, ret as i64)? as i32)
+}
+
+/// Take a lease of type `kind` through `fd` (`F_SETLEASE`).
+pub fn set_lease(fd: RawFd, kind: i32) -> Result<()> {
+    // SAFETY: integers only.
+    let ret = unsafe { libc::fcntl(fd, libc::F_SETLEASE, kind) };
+    check("fcntl(F_SETLEASE)", 0, ret as i64).map(|_| ())
+}
+
 /// `memfd_create(name, flags)`.
 pub fn memfd_create(name: &str, flags: u32) -> Result<OwnedFd> {
     let c = cstr("memfd_create", name)?;

@@ -193,6 +193,31 @@ static int owner(void) {
     return 0;
 }
 
+/* Leases: a read lease on "rl" and a write lease on "wl", each through a read-only
+ * descriptor. After the restore both are held again: F_GETLEASE, and opening "rl" for
+ * writing (non-blocking) is refused with EWOULDBLOCK while the lease is broken. */
+static int leases(void) {
+    signal(SIGIO, SIG_IGN);
+    int mk = open("rl", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    check(mk >= 0, "make rl");
+    close(mk);
+    mk = open("wl", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    check(mk >= 0, "make wl");
+    close(mk);
+    int r = open("rl", O_RDONLY), w = open("wl", O_RDONLY);
+    check(r >= 0 && w >= 0, "open");
+    check(fcntl(r, F_SETLEASE, F_RDLCK) == 0, "read lease");
+    check(fcntl(w, F_SETLEASE, F_WRLCK) == 0, "write lease");
+    say("ready\n");
+    wait_for_go();
+    check(fcntl(r, F_GETLEASE) == F_RDLCK, "read lease back (%d)", fcntl(r, F_GETLEASE));
+    check(fcntl(w, F_GETLEASE) == F_WRLCK, "write lease back (%d)", fcntl(w, F_GETLEASE));
+    errno = 0;
+    check(open("rl", O_WRONLY | O_NONBLOCK) == -1 && errno == EWOULDBLOCK, "the read lease holds off a writer");
+    say("leases: read and write held again\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     check(argc > 1, "usage: files_breadth MODE");
     const char *m = argv[1];
@@ -203,6 +228,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "paths")) r = paths();
     else if (!strcmp(m, "fifos")) r = fifos();
     else if (!strcmp(m, "owner")) r = owner();
+    else if (!strcmp(m, "leases")) r = leases();
     else check(0, "unknown mode %s", m);
     say("done\n");
     return r;

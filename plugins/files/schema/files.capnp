@@ -42,6 +42,8 @@ struct Fd {
   }
   # F_SETOWN(_EX)/F_SETSIG of the description (owner records); null: none.
   owner @21 :Owner;
+  # Lease held through the description (owner records): 0 none, 1 read, 2 write.
+  lease @22 :UInt8;
 }
 
 # A file reached by path, as it was at checkpoint (st_mode, st_dev, st_ino).

@@ -129,10 +129,15 @@ pub fn restore(
             crate::kinds::owner::rearm_async(&f.head)?;
         }
     }
-    // Locks, now that no parking descriptor is left to close.
+    // Locks, now that no parking descriptor is left to close; leases last.
     for f in owners() {
         for l in &f.locks {
             l.take(&f.head)?;
+        }
+    }
+    for f in owners() {
+        if let Some(l) = f.lease {
+            l.restore(&f.head)?;
         }
     }
     Ok(sec.fds.iter().map(|f| f.fd()).collect())

@@ -4,7 +4,7 @@
 
 use crate::files_capnp as s;
 use crate::kinds::lock::Lock;
-use crate::kinds::owner::Owner;
+use crate::kinds::owner::{Lease, Owner};
 use crate::kinds::Payload;
 use crate::record::{bad, text, within, Head};
 use capnp::message::{Builder, ReaderOptions};
@@ -21,6 +21,8 @@ pub struct FdRecord {
     pub locks: Vec<Lock>,
     /// Signal-driven I/O owner of the description (owner records).
     pub owner: Option<Owner>,
+    /// Lease held through the description (owner records).
+    pub lease: Option<Lease>,
     pub payload: Payload,
 }
 
@@ -61,6 +63,9 @@ impl FdRecord {
         if let Some(o) = &self.owner {
             m.insert("owner".into(), o.show());
         }
+        if let Some(l) = self.lease {
+            m.insert("lease".into(), l.show());
+        }
         Value::Object(m)
     }
 }
@@ -96,6 +101,7 @@ impl FilesSection {
             if let Some(o) = &f.owner {
                 o.encode(e.reborrow().init_owner());
             }
+            e.set_lease(Lease::code(f.lease));
             f.payload.encode(e.init_kind());
         }
         capnp::serialize::write_message_to_words(&msg)
@@ -142,6 +148,7 @@ impl FilesSection {
                     true => Some(Owner::decode(f.get_owner()).map_err(at)?),
                     false => None,
                 },
+                lease: Lease::decode(f.get_lease()).map_err(at)?,
                 payload: Payload::decode(f.get_kind()).map_err(at)?,
             });
         }
@@ -204,6 +211,7 @@ mod tests {
             desc_id: 0,
             locks: Vec::new(),
             owner: None,
+            lease: None,
             payload,
         }
     }

@@ -447,6 +447,7 @@ mod tests {
             desc_id,
             locks: Vec::new(),
             owner: None,
+            lease: None,
             payload,
         }
     }

@@ -1,10 +1,16 @@
-//! Signal-driven I/O owners (`F_SETOWN`/`F_SETOWN_EX`, `F_SETSIG`) of any open file
+//! Signal-driven I/O owners and leases.
+//!
+//! Owners (`F_SETOWN`/`F_SETOWN_EX`, `F_SETSIG`) of any open file
 //! description: who gets SIGIO (or the signal set) and SIGURG. fdinfo does not show
 //! them: the dump reads them with `fcntl` on a `pidfd_getfd` copy (the same open file
 //! description); the restore sets them again on the rebuilt description, the process's
 //! own pid translated to its new one, and O_ASYNC set again at the final descriptor
 //! number (the number the signal's `si_fd` reports); an owner that is another process or thread of the
 //! tree is refused when pids change (its new number is not known there).
+//!
+//! Leases (`F_SETLEASE`) are read the same way (`F_GETLEASE` on the copy) and taken
+//! again through the rebuilt description once every descriptor is in place (a lease
+//! another open of the file conflicts with fails the restore naming the fd).
 
 use crate::files_capnp as s;
 use crate::kinds::pseudo::Pids;
@@ -40,14 +46,14 @@ pub fn rearm_async(h: &Head) -> Result<()> {
 }
 
 impl Owner {
-    /// The owner of fd `fd` of the process behind `pidfd`; `None` if it has none.
-    pub fn dump(pid: i32, pidfd: &OwnedFd, fd: i32) -> Result<Option<Owner>> {
+    /// The owner of fd `fd` of `pid` (`copy`: a `pidfd_getfd` copy of it); `None` if it
+    /// has none.
+    pub fn dump(pid: i32, fd: i32, copy: &OwnedFd) -> Result<Option<Owner>> {
         let err = |e: spirit_kmod::Error| Error::Dump {
             pid,
             msg: format!("fd {fd}: reading its signal owner (F_GETOWN_EX on a copy): {e}"),
         };
-        let copy = kfd::pidfd_getfd(pidfd, fd).map_err(err)?;
-        let (kind, id, signal) = kfd::owner(&copy).map_err(err)?;
+        let (kind, id, signal) = kfd::owner(copy).map_err(err)?;
         Ok((id != 0 || signal != 0).then_some(Owner { kind, id, signal }))
     }
 
@@ -112,5 +118,61 @@ impl Owner {
             _ => "pid",
         };
         json!({ "type": kind, "id": self.id, "signal": self.signal })
+    }
+}
+
+/// A lease held through a description.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lease {
+    Read,
+    Write,
+}
+
+impl Lease {
+    /// The lease held through fd `fd` of `pid` (`copy`: a `pidfd_getfd` copy of it).
+    pub fn dump(pid: i32, fd: i32, copy: &OwnedFd) -> Result<Option<Lease>> {
+        let kind = kfd::lease(copy).map_err(|e| Error::Dump {
+            pid,
+            msg: format!("fd {fd}: reading its lease (F_GETLEASE on a copy): {e}"),
+        })?;
+        Ok(match kind {
+            libc::F_RDLCK => Some(Lease::Read),
+            libc::F_WRLCK => Some(Lease::Write),
+            _ => None,
+        })
+    }
+
+    pub fn code(l: Option<Lease>) -> u8 {
+        match l {
+            None => 0,
+            Some(Lease::Read) => 1,
+            Some(Lease::Write) => 2,
+        }
+    }
+
+    pub fn decode(code: u8) -> Result<Option<Lease>> {
+        match code {
+            0 => Ok(None),
+            1 => Ok(Some(Lease::Read)),
+            2 => Ok(Some(Lease::Write)),
+            n => Err(bad(format!("unknown lease type {n}"))),
+        }
+    }
+
+    /// Take it again through fd `h.fd` (in place).
+    pub fn restore(self, h: &Head) -> Result<()> {
+        let kind = match self {
+            Lease::Read => libc::F_RDLCK,
+            Lease::Write => libc::F_WRLCK,
+        };
+        kfd::set_lease(h.fd, kind)
+            .map_err(|e| fail(h, &format!("taking its {self:?} lease again"), e))
+    }
+
+    pub fn show(self) -> Value {
+        json!(match self {
+            Lease::Read => "read",
+            Lease::Write => "write",
+        })
     }
 }
