@@ -140,3 +140,33 @@ fn leases_are_taken_again() {
     let (_p, out) = round_trip("leases", &dir);
     has(&report(&out), "leases: read and write held again");
 }
+
+/// A file unlinked while open with a hard link left comes back through that link; a
+/// deleted 200 MiB sparse file (over the 64 MiB content limit) comes back sparse with
+/// its data; a file whose only other link is in another directory is refused.
+#[test]
+fn deleted_files_with_links_left_or_sparse() {
+    let dir = TestDir::new("fb-deleted");
+    let (_p, out) = round_trip("deleted", &dir);
+    has(&report(&out), "deleted: hard link and sparse ok");
+    let size = fs::metadata(dir.join("img.spirit")).unwrap().len();
+    assert!(
+        size < 16 << 20,
+        "the image stores extents, not 200 MiB ({size} bytes)"
+    );
+
+    let dir = TestDir::new("fb-farlink");
+    let prog = build_c("files_breadth.c", &[]);
+    let out = dir.join("prog.out");
+    let p = Proc::spawn(&prog, &["farlink"], &dir, "prog");
+    let ready = wait_for_line(&out, "ready");
+    let fd = ready.trim_start_matches("ready fd=").to_string();
+    let img = dir.join("img.spirit");
+    dump(p.pid, &img, &[]).fails(
+        5,
+        &[&format!("fd {fd}"), "unlinked", "other link"],
+        "dump of a file whose other link is in another directory",
+    );
+    assert!(p.alive(), "a refused checkpoint leaves the process running");
+    assert!(!img.exists(), "no image is left behind");
+}

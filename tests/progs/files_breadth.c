@@ -218,6 +218,48 @@ static int leases(void) {
     return 0;
 }
 
+/* Deleted files: "a" unlinked while open with its hard link "b" left (comes back as
+ * b's inode, offset kept, writes seen through b); "sp", a 200 MiB sparse file with
+ * three small extents, unlinked (comes back sparse with its extents and size). Mode
+ * "farlink": the only other link is in another directory (the checkpoint refuses). */
+#define MiB (1024L * 1024)
+static int deleted(int far) {
+    if (far) {
+        check(mkdir("sub", 0755) == 0, "mkdir");
+        int f = open("sub/x", O_RDWR | O_CREAT, 0644);
+        check(f >= 0 && link("sub/x", "y") == 0 && unlink("sub/x") == 0, "far link");
+        say("ready fd=%d\n", f);
+        for (;;) pause();
+    }
+    int a = open("a", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    check(a >= 0 && write(a, "hello", 5) == 5, "make a");
+    check(link("a", "b") == 0, "link");
+    check(lseek(a, 2, SEEK_SET) == 2 && unlink("a") == 0, "unlink a");
+    int sp = open("sp", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    check(sp >= 0 && ftruncate(sp, 200 * MiB) == 0, "make sp");
+    check(pwrite(sp, "head", 4, 0) == 4 && pwrite(sp, "mid", 3, 100 * MiB) == 3 &&
+          pwrite(sp, "tail", 4, 200 * MiB - 4) == 4, "fill sp");
+    check(lseek(sp, 12345, SEEK_SET) == 12345 && unlink("sp") == 0, "unlink sp");
+    say("ready\n");
+    wait_for_go();
+    struct stat sa, sb, ss;
+    check(fstat(a, &sa) == 0 && stat("b", &sb) == 0 && sa.st_ino == sb.st_ino, "a is b's inode");
+    char buf[8] = {0};
+    check(read(a, buf, 3) == 3 && !memcmp(buf, "llo", 3), "a's offset and content");
+    check(write(a, "!", 1) == 1, "write a");
+    int b = open("b", O_RDONLY);
+    check(b >= 0 && pread(b, buf, 6, 0) == 6 && !memcmp(buf, "hello!", 6), "seen through b");
+    check(fstat(sp, &ss) == 0 && ss.st_size == 200 * MiB && ss.st_nlink == 0, "sp size %ld", (long)ss.st_size);
+    check(ss.st_blocks * 512 < 4 * MiB, "sp is sparse (%ld blocks)", (long)ss.st_blocks);
+    check(lseek(sp, 0, SEEK_CUR) == 12345, "sp offset");
+    check(pread(sp, buf, 4, 0) == 4 && !memcmp(buf, "head", 4), "head");
+    check(pread(sp, buf, 3, 100 * MiB) == 3 && !memcmp(buf, "mid", 3), "mid");
+    check(pread(sp, buf, 4, 200 * MiB - 4) == 4 && !memcmp(buf, "tail", 4), "tail");
+    check(pread(sp, buf, 4, 50 * MiB) == 4 && !memcmp(buf, "\0\0\0\0", 4), "hole");
+    say("deleted: hard link and sparse ok\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     check(argc > 1, "usage: files_breadth MODE");
     const char *m = argv[1];
@@ -229,6 +271,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "fifos")) r = fifos();
     else if (!strcmp(m, "owner")) r = owner();
     else if (!strcmp(m, "leases")) r = leases();
+    else if (!strcmp(m, "deleted")) r = deleted(0);
+    else if (!strcmp(m, "farlink")) r = deleted(1);
     else check(0, "unknown mode %s", m);
     say("done\n");
     return r;

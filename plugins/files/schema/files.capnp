@@ -84,6 +84,15 @@ struct Fifo {
 struct Deleted {
   file @0 :PathFile;
   data @1 :Data;
+  # A sparse file: its size, and where the bytes of `data` go (its data extents, in
+  # order); empty: `data` is the whole file.
+  size @2 :UInt64;
+  extents @3 :List(Extent);
+}
+
+struct Extent {
+  offset @0 :UInt64;
+  len @1 :UInt64;
 }
 
 # path: "/memfd:NAME".

@@ -27,6 +27,7 @@ use spirit_core::plugin::FdKind;
 use spirit_core::Result;
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 
 /// What a descriptor's kind carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +89,10 @@ impl Payload {
             FdKind::Directory => directory::Directory::dump(p)?.map(Payload::Directory),
             FdKind::CharDevice => chardev::CharDevice::dump(p)?.map(Payload::CharDevice),
             FdKind::Fifo => fifo::Fifo::dump(p)?.map(Payload::Fifo),
+            // Unlinked but with other links left: reopened through one of them.
+            FdKind::Deleted if p.md.nlink() > 0 => {
+                Some(Payload::Regular(deleted::Deleted::other_link(p)?))
+            }
             FdKind::Deleted => deleted::Deleted::dump(p)?.map(Payload::Deleted),
             FdKind::Memfd => memfd::Memfd::dump(p)?.map(Payload::Memfd),
             FdKind::Pipe => pipe::Pipe::dump(p)?.map(Payload::Pipe),
