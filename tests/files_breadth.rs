@@ -170,3 +170,12 @@ fn deleted_files_with_links_left_or_sparse() {
     assert!(p.alive(), "a refused checkpoint leaves the process running");
     assert!(!img.exists(), "no image is left behind");
 }
+
+/// A directory removed while held open, and a removed working directory, come back as
+/// removed directories.
+#[test]
+fn removed_directories_held_open_and_as_cwd() {
+    let dir = TestDir::new("fb-rmdirs");
+    let (_p, out) = round_trip("rmdirs", &dir);
+    has(&report(&out), "removed dirs: fd and cwd ok");
+}

@@ -260,6 +260,29 @@ static int deleted(int far) {
     return 0;
 }
 
+/* Removed directories: "gone" held open as fd, and "wd" the working directory, both
+ * removed. After the restore both are removed directories (st_nlink 0, creating in
+ * them fails with ENOENT); the cwd link reads "... (deleted)". */
+static int removed_dirs(void) {
+    int top = open(".", O_RDONLY | O_DIRECTORY);
+    check(top >= 0 && mkdir("gone", 0755) == 0 && mkdir("wd", 0700) == 0, "mkdir");
+    int d = open("gone", O_RDONLY | O_DIRECTORY);
+    check(d >= 0 && rmdir("gone") == 0, "rmdir gone");
+    check(chdir("wd") == 0 && rmdir("../wd") == 0, "rmdir wd");
+    say("ready\n");
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    while (faccessat(top, "go", F_OK, 0) != 0) nanosleep(&ts, NULL);
+    struct stat sd, sc;
+    check(fstat(d, &sd) == 0 && S_ISDIR(sd.st_mode) && sd.st_nlink == 0, "fd is a removed directory");
+    check(stat(".", &sc) == 0 && S_ISDIR(sc.st_mode) && sc.st_nlink == 0, "cwd is a removed directory");
+    errno = 0;
+    check(openat(d, "x", O_CREAT | O_WRONLY, 0600) == -1 && errno == ENOENT, "nothing can be made in it");
+    char link[4096] = {0};
+    check(readlink("/proc/self/cwd", link, sizeof link - 1) > 0 && strstr(link, " (deleted)"), "cwd link %s", link);
+    say("removed dirs: fd and cwd ok\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     check(argc > 1, "usage: files_breadth MODE");
     const char *m = argv[1];
@@ -272,6 +295,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "owner")) r = owner();
     else if (!strcmp(m, "leases")) r = leases();
     else if (!strcmp(m, "deleted")) r = deleted(0);
+    else if (!strcmp(m, "rmdirs")) r = removed_dirs();
     else if (!strcmp(m, "farlink")) r = deleted(1);
     else check(0, "unknown mode %s", m);
     say("done\n");

@@ -39,6 +39,7 @@ struct Fd {
     epoll @18 :Epoll;
     inotify @19 :Inotify;
     namedPipe @20 :Fifo;     # a named pipe reopened by path, with its data in flight
+    deletedDirectory @23 :PathFile;  # a directory removed while open (path without " (deleted)")
   }
   # F_SETOWN(_EX)/F_SETSIG of the description (owner records); null: none.
   owner @21 :Owner;

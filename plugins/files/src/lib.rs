@@ -37,7 +37,8 @@
 //! there and of the same kind; a changed regular file refused with exit 11 unless
 //! `--allow-changed-files`; /proc and /sys files never content-checked). In each
 //! restore child [`Plugin::restore_before_fork`] creates what it is the creator of, and
-//! [`Plugin::restore_in_child`] sets cwd, root and umask and rebuilds its descriptors
+//! [`Plugin::restore_in_child`] sets cwd (a removed one: a new directory entered and
+//! removed), root and umask and rebuilds its descriptors
 //! (`restore.rs`): each description once by its kind (or taken from its parked number),
 //! `dup3`'d to each of its fds, inherited parked numbers closed, epoll sets last, locks
 //! at the very end. A /proc path naming the process itself is reopened through
@@ -99,7 +100,8 @@ impl Plugin for FilesPlugin {
             f.payload.check(f.fd(), ctx.allow_changed_files)?;
         }
         for d in [&sec.cwd, &sec.root] {
-            if !std::path::Path::new(d).is_dir() {
+            let removed_cwd = d == &sec.cwd && d.ends_with(" (deleted)");
+            if !removed_cwd && !std::path::Path::new(d).is_dir() {
                 return Err(Error::FileMismatch {
                     path: d.clone(),
                     what: "the process's working or root directory is missing on this host".into(),
@@ -126,8 +128,12 @@ impl Plugin for FilesPlugin {
             nix::unistd::chroot(sec.root.as_str())
                 .map_err(|e| Error::Restore(format!("chroot {}: {e}", sec.root)))?;
         }
-        nix::unistd::chdir(sec.cwd.as_str())
-            .map_err(|e| Error::Restore(format!("chdir {}: {e}", sec.cwd)))?;
+        if sec.cwd.ends_with(" (deleted)") && !std::path::Path::new(&sec.cwd).is_dir() {
+            kinds::directory::enter_deleted(&sec.cwd)?;
+        } else {
+            nix::unistd::chdir(sec.cwd.as_str())
+                .map_err(|e| Error::Restore(format!("chdir {}: {e}", sec.cwd)))?;
+        }
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(sec.umask));
         restore::restore(&sec, &shared, &inherited, &tree::pids_of(tree, p.pid))
     }

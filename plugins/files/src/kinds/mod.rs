@@ -122,6 +122,7 @@ impl Payload {
         match self {
             Payload::Regular(x) => x.encode(b.init_regular()),
             Payload::Pseudo(x) => x.encode(b.init_pseudo()),
+            Payload::Directory(x) if x.deleted => x.encode(b.init_deleted_directory()),
             Payload::Directory(x) => x.encode(b.init_directory()),
             Payload::CharDevice(x) => x.encode(b.init_char_device()),
             Payload::Fifo(x) => x.encode(b.init_named_pipe()),
@@ -144,7 +145,8 @@ impl Payload {
         Ok(match which {
             W::Regular(x) => Payload::Regular(regular::Regular::decode(x)?),
             W::Pseudo(x) => Payload::Pseudo(pseudo::Pseudo::decode(x)?),
-            W::Directory(x) => Payload::Directory(directory::Directory::decode(x)?),
+            W::Directory(x) => Payload::Directory(directory::Directory::decode(x, false)?),
+            W::DeletedDirectory(x) => Payload::Directory(directory::Directory::decode(x, true)?),
             W::CharDevice(x) => Payload::CharDevice(chardev::CharDevice::decode(x)?),
             W::Fifo(x) => Payload::Fifo(fifo::Fifo::decode_old(x)?),
             W::NamedPipe(x) => Payload::Fifo(fifo::Fifo::decode(x)?),
