@@ -179,3 +179,12 @@ fn removed_directories_held_open_and_as_cwd() {
     let (_p, out) = round_trip("rmdirs", &dir);
     has(&report(&out), "removed dirs: fd and cwd ok");
 }
+
+/// A FIFO removed while a reader and a writer hold it comes back as one removed FIFO
+/// with its data in flight.
+#[test]
+fn removed_fifo_with_data() {
+    let dir = TestDir::new("fb-rmfifo");
+    let (_p, out) = round_trip("rmfifo", &dir);
+    has(&report(&out), "removed fifo: data and flow ok");
+}

@@ -79,6 +79,9 @@ struct Fifo {
   file @0 :PathFile;
   data @1 :Data;
   capacity @2 :UInt32;
+  # Removed while open (path without " (deleted)"): rebuilt once for all its
+  # descriptions, from a FIFO made and removed again.
+  deleted @3 :Bool;
 }
 
 # A regular file unlinked while open ("(deleted)" stripped from the path).

@@ -169,6 +169,13 @@ fn make_object(sec: &FilesSection, f: &FdRecord, key: Object) -> Result<Built> {
     let packet = of_it().any(|o| o.head.flags as i32 & libc::O_DIRECT != 0);
     let capacity = match &f.payload {
         Payload::Pipe(p) => p.capacity,
+        Payload::Fifo(_) => of_it()
+            .filter_map(|o| match &o.payload {
+                Payload::Fifo(x) => Some(x.capacity),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0),
         _ => 0,
     };
     Built::make(&f.payload, &f.head, data, capacity, packet)

@@ -247,6 +247,7 @@ fn compute(tree: &TreeView<'_>, secs: &[(i32, &[u8])], park: &mut Parking) -> Re
             }
             match &f.payload {
                 crate::kinds::Payload::Pipe(p) => g.capacity = g.capacity.max(p.capacity),
+                crate::kinds::Payload::Fifo(p) => g.capacity = g.capacity.max(p.capacity),
                 crate::kinds::Payload::Memfd(m) => g.seals |= m.seals,
                 _ => {}
             }

@@ -13,6 +13,10 @@
 //! FIFO already holds data: someone outside the restored tree has it open), the keeper
 //! closed (the description holds the buffer), and the original blocking mode put back.
 //! A reader without a peer then reads the data and EOF, a writer without one gets EPIPE.
+//!
+//! A FIFO removed while open is rebuilt once for all its descriptions (an object, like
+//! a deleted file): a FIFO made next to where it was, refilled through a keeper, removed,
+//! and each description reopened from the keeper through `/proc/self/fd`.
 
 use crate::files_capnp as s;
 use crate::kinds::pipe::peek;
@@ -21,7 +25,7 @@ use serde_json::{json, Map, Value};
 use spirit_core::{Error, Result};
 use spirit_kmod::fd as kfd;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Fifo {
@@ -30,16 +34,26 @@ pub struct Fifo {
     pub data: Vec<u8>,
     /// Capacity of its buffer (records carrying data).
     pub capacity: u32,
+    /// Removed while open (`file.path` without " (deleted)").
+    pub deleted: bool,
 }
 
 impl Fifo {
     /// `None` when the path no longer names the open FIFO (left unclaimed).
     pub fn dump(p: &Probe<'_>) -> Result<Option<Fifo>> {
+        if let Some(path) = p.entry.target.strip_suffix(" (deleted)") {
+            if p.md.nlink() == 0 {
+                return Ok(Some(Fifo {
+                    file: PathFile::of(path, p.md),
+                    deleted: true,
+                    ..Fifo::default()
+                }));
+            }
+        }
         let file = PathFile::of(&p.entry.target, p.md);
         Ok(file.still_named().then_some(Fifo {
             file,
-            data: Vec::new(),
-            capacity: 0,
+            ..Fifo::default()
         }))
     }
 
@@ -70,6 +84,7 @@ impl Fifo {
         self.file.encode(b.reborrow().init_file());
         b.set_data(&self.data);
         b.set_capacity(self.capacity);
+        b.set_deleted(self.deleted);
     }
 
     pub fn decode(r: capnp::Result<s::fifo::Reader<'_>>) -> Result<Fifo> {
@@ -81,6 +96,7 @@ impl Fifo {
                 .map_err(|e| bad(format!("FIFO data: {e}")))?
                 .to_vec(),
             capacity: r.get_capacity(),
+            deleted: r.get_deleted(),
         })
     }
 
@@ -93,6 +109,9 @@ impl Fifo {
     }
 
     pub fn check(&self, fd: i32) -> Result<()> {
+        if self.deleted {
+            return Ok(());
+        }
         self.file.check(fd, |m| m.file_type().is_fifo()).map(|_| ())
     }
 
@@ -100,13 +119,7 @@ impl Fifo {
     /// carries it.
     pub fn open(&self, h: &Head) -> Result<OwnedFd> {
         let path = &self.file.path;
-        let keeper: OwnedFd = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| fail(h, &format!("opening the FIFO {path} read-write"), e))?
-            .into();
+        let keeper = self.keeper(h)?;
         let nonblocking = Head {
             flags: h.flags | libc::O_NONBLOCK as u32,
             ..h.clone()
@@ -118,6 +131,82 @@ impl Fifo {
         drop(keeper);
         kfd::set_status_flags(&fd, h.flags as i32 & SETTABLE)?;
         Ok(fd)
+    }
+
+    /// A removed FIFO rebuilt for all its descriptions: a FIFO made next to where it
+    /// was (else in $TMPDIR or /tmp), a read-write keeper opened on it and refilled
+    /// with `data`, the FIFO removed. Descriptions are taken from the keeper
+    /// ([`Fifo::take`]); it is closed once they all exist.
+    pub fn make_deleted(&self, h: &Head, data: &[u8], capacity: u32) -> Result<OwnedFd> {
+        let orig = std::path::Path::new(&self.file.path);
+        let tmp =
+            std::env::var_os("TMPDIR").map_or_else(|| "/tmp".into(), std::path::PathBuf::from);
+        let mut last = nix::errno::Errno::ENOENT;
+        for d in orig
+            .parent()
+            .map(|p| p.to_path_buf())
+            .into_iter()
+            .chain([tmp])
+        {
+            for n in 0..100u32 {
+                let p = d.join(format!(".spirit-removed-fifo-{}-{n}", std::process::id()));
+                let mode = nix::sys::stat::Mode::from_bits_truncate(self.file.mode & 0o7777);
+                match nix::unistd::mkfifo(&p, mode) {
+                    Ok(()) => {
+                        let fifo = Fifo {
+                            file: PathFile {
+                                path: p.to_string_lossy().into_owned(),
+                                ..self.file.clone()
+                            },
+                            data: data.to_vec(),
+                            capacity,
+                            deleted: false,
+                        };
+                        let keeper = fifo.keeper(h);
+                        let filled = keeper.and_then(|k| {
+                            if !data.is_empty() {
+                                fifo.refill(h, &k)?;
+                            }
+                            Ok(k)
+                        });
+                        let _ = std::fs::remove_file(&p);
+                        return filled;
+                    }
+                    Err(nix::errno::Errno::EEXIST) => continue,
+                    Err(e) => {
+                        last = e;
+                        break;
+                    }
+                }
+            }
+        }
+        Err(fail(
+            h,
+            &format!("making a FIFO to stand for removed {}", self.file.path),
+            last,
+        ))
+    }
+
+    /// A description of the rebuilt removed FIFO held by `keeper`, with the flags of `h`.
+    pub fn take(h: &Head, keeper: &OwnedFd) -> Result<OwnedFd> {
+        let nonblocking = Head {
+            flags: h.flags | libc::O_NONBLOCK as u32,
+            ..h.clone()
+        };
+        let fd = crate::record::reopen(&nonblocking, keeper)?;
+        kfd::set_status_flags(&fd, h.flags as i32 & SETTABLE)?;
+        Ok(fd)
+    }
+
+    fn keeper(&self, h: &Head) -> Result<OwnedFd> {
+        let path = &self.file.path;
+        Ok(std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| fail(h, &format!("opening the FIFO {path} read-write"), e))?
+            .into())
     }
 
     fn refill(&self, h: &Head, keeper: &OwnedFd) -> Result<()> {
@@ -154,6 +243,9 @@ impl Fifo {
         m.insert("in_flight".into(), json!(self.data.len()));
         if self.capacity > 0 {
             m.insert("capacity".into(), json!(self.capacity));
+        }
+        if self.deleted {
+            m.insert("deleted".into(), json!(true));
         }
     }
 }

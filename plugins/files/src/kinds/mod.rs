@@ -198,6 +198,7 @@ impl Payload {
         match self {
             Payload::Pipe(p) => Some(Object::Pipe(p.inode)),
             Payload::Deleted(d) => Some(Object::File(d.file.dev, d.file.inode)),
+            Payload::Fifo(f) if f.deleted => Some(Object::File(f.file.dev, f.file.inode)),
             Payload::Memfd(m) => Some(Object::File(m.file.dev, m.file.inode)),
             _ => None,
         }
@@ -282,6 +283,7 @@ impl Built {
         match first {
             Payload::Pipe(_) => pipe::Pipe::make(h, packet, capacity, data).map(Built::Pipe),
             Payload::Deleted(d) => d.make(h, data).map(Built::File),
+            Payload::Fifo(f) if f.deleted => f.make_deleted(h, data, capacity).map(Built::File),
             Payload::Memfd(m) => m.make(h, data).map(Built::File),
             _ => Err(fail(h, "rebuilding", "not a pipe, deleted file or memfd")),
         }
@@ -300,6 +302,7 @@ impl Built {
         match (self, p) {
             (Built::Pipe(e), Payload::Pipe(_)) => e.take(h),
             (Built::File(f), Payload::Deleted(_)) => deleted::Deleted::open(h, f),
+            (Built::File(f), Payload::Fifo(_)) => fifo::Fifo::take(h, f),
             (Built::File(f), Payload::Memfd(_)) => memfd::Memfd::open(h, f),
             _ => Err(fail(
                 h,
