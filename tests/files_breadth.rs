@@ -188,3 +188,15 @@ fn removed_fifo_with_data() {
     let (_p, out) = round_trip("rmfifo", &dir);
     has(&report(&out), "removed fifo: data and flow ok");
 }
+
+/// A FIFO description shared by a parent and its child keeps its data in flight (the
+/// description is made once, by the parent, and inherited).
+#[test]
+fn fifo_shared_across_fork_keeps_its_data() {
+    let dir = TestDir::new("fb-fifo-fork");
+    let (_p, out) = round_trip("fifo_fork", &dir);
+    has(
+        &report(&out),
+        "fifo_fork: shared description with its data ok",
+    );
+}

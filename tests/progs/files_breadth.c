@@ -303,6 +303,33 @@ static int removed_fifo(void) {
     return 0;
 }
 
+/* One read-write FIFO description with data in flight shared across fork: the child
+ * reads the data after the restore, the parent then sees the FIFO empty. */
+static int fifo_fork(void) {
+    check(mkfifo("ff", 0600) == 0, "mkfifo");
+    int f = open("ff", O_RDWR | O_NONBLOCK);
+    check(f >= 0 && write(f, "shared", 6) == 6, "fill");
+    pid_t c = fork();
+    check(c >= 0, "fork");
+    if (c == 0) {
+        wait_for_go();
+        char b[8];
+        _exit(read(f, b, sizeof b) == 6 && !memcmp(b, "shared", 6) ? 0 : 3);
+    }
+    FILE *pf = fopen("pids", "w");
+    fprintf(pf, "%d %d\n", getpid(), c);
+    fclose(pf);
+    say("ready\n");
+    wait_for_go();
+    int st;
+    check(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child read the data (status %d)", st);
+    char b[8];
+    errno = 0;
+    check(read(f, b, sizeof b) == -1 && errno == EAGAIN, "empty after the child read it");
+    say("fifo_fork: shared description with its data ok\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     check(argc > 1, "usage: files_breadth MODE");
     const char *m = argv[1];
@@ -317,6 +344,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "deleted")) r = deleted(0);
     else if (!strcmp(m, "rmdirs")) r = removed_dirs();
     else if (!strcmp(m, "rmfifo")) r = removed_fifo();
+    else if (!strcmp(m, "fifo_fork")) r = fifo_fork();
     else if (!strcmp(m, "farlink")) r = deleted(1);
     else check(0, "unknown mode %s", m);
     say("done\n");
