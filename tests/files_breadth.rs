@@ -1,7 +1,11 @@
 //! File states at the edges (issue 9, "Files and descriptors"): each test starts
 //! `files_breadth MODE` (tests/progs/files_breadth.c), checkpoints it once it is `ready`
 //! (which ends it), restores it and lets it go on; the program then checks its own
-//! state and reports, and the test judges the report.
+//! state and reports, and the test judges the report (and what `spirit show` renders
+//! of the image). Pipes with an end closed everywhere, FIFOs in every open mode with
+//! their data (removed ones and ones shared across fork too), high descriptor numbers
+//! shared by several processes, symlinks and O_PATH with their times untouched, signal
+//! owners, leases, unlinked files with links left or sparse, removed directories.
 
 mod common;
 
@@ -22,6 +26,25 @@ fn report(out: &Path) -> Vec<String> {
         lines.join("\n")
     );
     lines
+}
+
+/// The files plugin's fds of the first process of `dir`'s image, as `spirit show`
+/// renders them.
+fn shown(dir: &TestDir) -> Vec<serde_json::Value> {
+    let run = spirit(&["show", &dir.s("img.spirit"), "--json"]);
+    run.ok("show --json");
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("show json");
+    v["processes"][0]["sections"]["files"]["content"]["fds"]
+        .as_array()
+        .expect("fds")
+        .clone()
+}
+
+fn shown_fd(fds: &[serde_json::Value], fd: i64) -> serde_json::Value {
+    fds.iter()
+        .find(|f| f["fd"] == fd)
+        .cloned()
+        .unwrap_or_else(|| panic!("fd {fd} in {fds:?}"))
 }
 
 fn has(lines: &[String], want: &str) {
@@ -107,13 +130,7 @@ fn fifos_in_every_open_mode_keep_their_data() {
     let dir = TestDir::new("fb-fifos");
     let (_p, out) = round_trip("fifos", &dir);
     has(&report(&out), "fifos: rw pair ronly wonly ok");
-    let v: serde_json::Value =
-        serde_json::from_str(&spirit(&["show", &dir.s("img.spirit"), "--json"]).stdout)
-            .expect("show json");
-    let fds = v["processes"][0]["sections"]["files"]["content"]["fds"]
-        .as_array()
-        .expect("fds")
-        .clone();
+    let fds = shown(&dir);
     let in_flight: u64 = fds
         .iter()
         .filter(|f| f["kind"] == "fifo")
@@ -130,6 +147,9 @@ fn signal_owner_is_restored_with_the_pid_translated() {
         let dir = TestDir::new("fb-owner");
         let (_p, out) = round_trip_with("owner", &dir, extra);
         has(&report(&out), "owner: SIGUSR1 for fd 3 to its own pid");
+        let owner = shown_fd(&shown(&dir), 3)["owner"].clone();
+        assert_eq!(owner["type"], "pid", "{owner}");
+        assert_eq!(owner["signal"], 10, "{owner}");
     }
 }
 
@@ -139,6 +159,9 @@ fn leases_are_taken_again() {
     let dir = TestDir::new("fb-leases");
     let (_p, out) = round_trip("leases", &dir);
     has(&report(&out), "leases: read and write held again");
+    let fds = shown(&dir);
+    assert_eq!(shown_fd(&fds, 3)["lease"], "read");
+    assert_eq!(shown_fd(&fds, 4)["lease"], "write");
 }
 
 /// A file unlinked while open with a hard link left comes back through that link; a
@@ -149,6 +172,13 @@ fn deleted_files_with_links_left_or_sparse() {
     let dir = TestDir::new("fb-deleted");
     let (_p, out) = round_trip("deleted", &dir);
     has(&report(&out), "deleted: hard link and sparse ok");
+    let fds = shown(&dir);
+    let (a, sp) = (shown_fd(&fds, 3), shown_fd(&fds, 4));
+    assert_eq!(a["kind"], "regular", "{a}");
+    assert!(a["path"].as_str().unwrap_or("").ends_with("/b"), "{a}");
+    assert_eq!(sp["kind"], "deleted_file", "{sp}");
+    assert_eq!(sp["sparse_size"], 200u64 << 20, "{sp}");
+    assert_eq!(sp["extents"].as_array().map(Vec::len), Some(3), "{sp}");
     let size = fs::metadata(dir.join("img.spirit")).unwrap().len();
     assert!(
         size < 16 << 20,
@@ -178,6 +208,9 @@ fn removed_directories_held_open_and_as_cwd() {
     let dir = TestDir::new("fb-rmdirs");
     let (_p, out) = round_trip("rmdirs", &dir);
     has(&report(&out), "removed dirs: fd and cwd ok");
+    let d = shown_fd(&shown(&dir), 4);
+    assert_eq!(d["kind"], "directory", "{d}");
+    assert_eq!(d["deleted"], true, "{d}");
 }
 
 /// A FIFO removed while a reader and a writer hold it comes back as one removed FIFO
