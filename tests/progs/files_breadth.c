@@ -97,7 +97,8 @@ static int high_fd(void) {
 }
 
 /* Files reached by path the usual ways: "t1" (atime 2001-01-01, mtime 2000-01-01)
- * opened read-only through the symlink "link", and with O_PATH. After the restore:
+ * opened read-only through the symlink "link", and with O_PATH (so are a FIFO,
+ * /dev/null and the directory). After the restore:
  * the same inode, the flags, and neither time moved (spirit hashes and reopens it). */
 static int paths(void) {
     int f = open("t1", O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -110,12 +111,22 @@ static int paths(void) {
     check(a >= 0, "open link");
     int p = open("t1", O_PATH);
     check(p >= 0, "open O_PATH");
+    check(mkfifo("pf", 0600) == 0, "mkfifo");
+    int pf = open("pf", O_PATH), pn = open("/dev/null", O_PATH), pd = open(".", O_PATH | O_DIRECTORY);
+    check(pf >= 0 && pn >= 0 && pd >= 0, "O_PATH of a FIFO, a device, a directory");
     say("ready\n");
     wait_for_go();
     struct stat st, sa, sp;
     check(stat("t1", &st) == 0 && fstat(a, &sa) == 0 && fstat(p, &sp) == 0, "stat");
     check(sa.st_ino == st.st_ino && sp.st_ino == st.st_ino, "same inode");
     check(fcntl(p, F_GETFL) & O_PATH, "O_PATH kept (flags %o)", fcntl(p, F_GETFL));
+    int others[] = {pf, pn, pd};
+    const char *names[] = {"pf", "/dev/null", "."};
+    for (int i = 0; i < 3; i++) {
+        struct stat a, b;
+        check(fcntl(others[i], F_GETFL) & O_PATH, "O_PATH kept on %s", names[i]);
+        check(fstat(others[i], &a) == 0 && stat(names[i], &b) == 0 && a.st_ino == b.st_ino, "%s same inode", names[i]);
+    }
     char b[8];
     errno = 0;
     check(read(p, b, 1) == -1 && errno == EBADF, "an O_PATH fd cannot read");

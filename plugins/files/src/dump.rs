@@ -85,8 +85,10 @@ pub fn collect(pid: i32, fds: &mut [FdEntry], tree: &mut DumpTree) -> Result<Fil
         } else {
             r.payload.fill(&p, &mine)?;
         }
+        // An O_PATH descriptor of a FIFO does not reach its buffer.
+        let o_path = r.head.flags as i32 & libc::O_PATH != 0;
         if let Payload::Fifo(f) = &mut r.payload {
-            if tree.fifos.insert((f.file.dev, f.file.inode)) {
+            if !o_path && tree.fifos.insert((f.file.dev, f.file.inode)) {
                 f.capture(pid, &r.head)?;
             }
         }

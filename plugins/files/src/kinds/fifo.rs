@@ -119,6 +119,10 @@ impl Fifo {
     /// carries it.
     pub fn open(&self, h: &Head) -> Result<OwnedFd> {
         let path = &self.file.path;
+        if h.flags as i32 & libc::O_PATH != 0 {
+            // Never blocks, never reaches the buffer.
+            return open_as(h, path);
+        }
         let keeper = self.keeper(h)?;
         let nonblocking = Head {
             flags: h.flags | libc::O_NONBLOCK as u32,
@@ -189,6 +193,9 @@ impl Fifo {
 
     /// A description of the rebuilt removed FIFO held by `keeper`, with the flags of `h`.
     pub fn take(h: &Head, keeper: &OwnedFd) -> Result<OwnedFd> {
+        if h.flags as i32 & libc::O_PATH != 0 {
+            return crate::record::reopen(h, keeper);
+        }
         let nonblocking = Head {
             flags: h.flags | libc::O_NONBLOCK as u32,
             ..h.clone()
