@@ -7,6 +7,7 @@
  *               children, each of which reads its share; pids in ./pids; and a
  *               tmpfile() (O_TMPFILE) at 8212, shared the same way. */
 #include "files_common.h"
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -137,9 +138,9 @@ static int paths(void) {
 }
 
 /* FIFOs in every open mode, each with data in flight: "rw" opened read-write alone;
- * "pair" with a reader and a writer; "ronly" a reader whose writer closed (data then
- * EOF); "wonly" a writer whose reader closed (EPIPE, its data still there for a later
- * reader). */
+ * "pair" with a reader and a writer; "ronly" a reader whose writer closed (POLLHUP,
+ * data then EOF); "wonly" a writer whose reader closed (EPIPE, its data still there for a later
+ * reader); "lonely" a reader that never saw a writer (polls nothing, no POLLHUP). */
 static int fifos(void) {
     signal(SIGPIPE, SIG_IGN);
     const char *names[] = {"rw", "pair", "ronly", "wonly"};
@@ -153,6 +154,9 @@ static int fifos(void) {
     check(rr >= 0 && rw2 >= 0 && write(rw2, "reader-alone", 12) == 12, "ronly");
     close(rw2);
     check(fcntl(rr, F_SETFL, 0) == 0, "ronly blocking");
+    check(mkfifo("lonely", 0600) == 0, "mkfifo lonely");
+    int lonely = open("lonely", O_RDONLY | O_NONBLOCK);
+    check(lonely >= 0, "lonely");
     int wr = open("wonly", O_RDONLY | O_NONBLOCK), ww = open("wonly", O_WRONLY);
     check(wr >= 0 && ww >= 0 && write(ww, "lost", 4) == 4, "wonly");
     close(wr);
@@ -164,6 +168,10 @@ static int fifos(void) {
     check((fcntl(pr, F_GETFL) & (O_ACCMODE | O_NONBLOCK)) == O_RDONLY && (fcntl(pw, F_GETFL) & O_ACCMODE) == O_WRONLY, "pair modes");
     check(read(pr, b, sizeof b) == 9 && !memcmp(b, "pair-data", 9), "pair data");
     check(write(pw, "more", 4) == 4 && read(pr, b, sizeof b) == 4 && !memcmp(b, "more", 4), "pair flows");
+    struct pollfd pfd = {.fd = rr, .events = POLLIN};
+    check(poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLHUP), "ronly polls POLLHUP (%x)", pfd.revents);
+    struct pollfd lp = {.fd = lonely, .events = POLLIN};
+    check(poll(&lp, 1, 0) == 0, "lonely (never saw a writer) polls nothing (%x)", lp.revents);
     check(read(rr, b, sizeof b) == 12 && !memcmp(b, "reader-alone", 12), "ronly data");
     check(read(rr, b, sizeof b) == 0, "ronly EOF");
     errno = 0;

@@ -82,6 +82,8 @@ struct Fifo {
   # Removed while open (path without " (deleted)"): rebuilt once for all its
   # descriptions, from a FIFO made and removed again.
   deleted @3 :Bool;
+  # A read-only description that polled POLLHUP (its writers gone after it opened).
+  hangup @4 :Bool;
 }
 
 # A regular file unlinked while open ("(deleted)" stripped from the path).

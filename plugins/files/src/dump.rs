@@ -91,6 +91,7 @@ pub fn collect(pid: i32, fds: &mut [FdEntry], tree: &mut DumpTree) -> Result<Fil
             if !o_path && tree.fifos.insert((f.file.dev, f.file.inode)) {
                 f.capture(pid, &r.head)?;
             }
+            f.poll_hangup(pid, &r.head)?;
         }
     }
     let mut pipes: Vec<(&Head, &mut Pipe)> = sec

@@ -8,7 +8,10 @@
 //! record in dump order with the capacity.
 //!
 //! Restore: a read-write "keeper" is opened first (non-blocking), so that a write-only
-//! open finds a reader and a read-only open does not wait for a writer; the description
+//! open finds a reader and a read-only open does not wait for a writer (a read-only
+//! description that did not poll POLLHUP and has no data to refill is opened without
+//! it: opened non-blocking with no writer, it must not poll POLLHUP until a writer came
+//! and went, and the keeper would be that writer); the description
 //! is opened non-blocking, the saved data written through the keeper (refused if the
 //! FIFO already holds data: someone outside the restored tree has it open), the keeper
 //! closed (the description holds the buffer), and the original blocking mode put back.
@@ -36,6 +39,11 @@ pub struct Fifo {
     pub capacity: u32,
     /// Removed while open (`file.path` without " (deleted)").
     pub deleted: bool,
+    /// A read-only description polling POLLHUP. One opened (non-blocking) while the
+    /// FIFO had no writer polls POLLHUP only once a writer came and went; one that does
+    /// not poll it, without data to refill, is reopened without the keeper (a writer
+    /// that would arm it).
+    pub hangup: bool,
 }
 
 impl Fifo {
@@ -80,11 +88,26 @@ impl Fifo {
         Ok(())
     }
 
+    /// Owner records of read-only descriptions: whether it polls POLLHUP now.
+    pub fn poll_hangup(&mut self, pid: i32, h: &Head) -> Result<()> {
+        if h.access() != libc::O_RDONLY || h.flags as i32 & libc::O_PATH != 0 {
+            return Ok(());
+        }
+        let err = |e: spirit_kmod::Error| Error::Dump {
+            pid,
+            msg: format!("fd {}: polling a copy of the FIFO: {e}", h.fd),
+        };
+        let copy = kfd::pidfd_getfd(&kfd::pidfd_open(pid).map_err(err)?, h.fd).map_err(err)?;
+        self.hangup = kfd::poll_now(&copy, 0).map_err(err)? & libc::POLLHUP != 0;
+        Ok(())
+    }
+
     pub fn encode(&self, mut b: s::fifo::Builder<'_>) {
         self.file.encode(b.reborrow().init_file());
         b.set_data(&self.data);
         b.set_capacity(self.capacity);
         b.set_deleted(self.deleted);
+        b.set_hangup(self.hangup);
     }
 
     pub fn decode(r: capnp::Result<s::fifo::Reader<'_>>) -> Result<Fifo> {
@@ -97,6 +120,7 @@ impl Fifo {
                 .to_vec(),
             capacity: r.get_capacity(),
             deleted: r.get_deleted(),
+            hangup: r.get_hangup(),
         })
     }
 
@@ -122,6 +146,15 @@ impl Fifo {
         if h.flags as i32 & libc::O_PATH != 0 {
             // Never blocks, never reaches the buffer.
             return open_as(h, path);
+        }
+        if h.access() == libc::O_RDONLY && !self.hangup && self.data.is_empty() {
+            let nonblocking = Head {
+                flags: h.flags | libc::O_NONBLOCK as u32,
+                ..h.clone()
+            };
+            let fd = open_as(&nonblocking, path)?;
+            kfd::set_status_flags(&fd, h.flags as i32 & SETTABLE)?;
+            return Ok(fd);
         }
         let keeper = self.keeper(h)?;
         let nonblocking = Head {
@@ -165,6 +198,7 @@ impl Fifo {
                             data: data.to_vec(),
                             capacity,
                             deleted: false,
+                            hangup: false,
                         };
                         let keeper = fifo.keeper(h);
                         let filled = keeper.and_then(|k| {
@@ -192,7 +226,7 @@ impl Fifo {
     }
 
     /// A description of the rebuilt removed FIFO held by `keeper`, with the flags of `h`.
-    pub fn take(h: &Head, keeper: &OwnedFd) -> Result<OwnedFd> {
+    pub fn take(&self, h: &Head, keeper: &OwnedFd) -> Result<OwnedFd> {
         if h.flags as i32 & libc::O_PATH != 0 {
             return crate::record::reopen(h, keeper);
         }

@@ -302,7 +302,7 @@ impl Built {
         match (self, p) {
             (Built::Pipe(e), Payload::Pipe(_)) => e.take(h),
             (Built::File(f), Payload::Deleted(_)) => deleted::Deleted::open(h, f),
-            (Built::File(f), Payload::Fifo(_)) => fifo::Fifo::take(h, f),
+            (Built::File(f), Payload::Fifo(x)) => x.take(h, f),
             (Built::File(f), Payload::Memfd(_)) => memfd::Memfd::open(h, f),
             _ => Err(fail(
                 h,
