@@ -3,9 +3,10 @@
 //!
 //! Layout: one module per descriptor kind under `kinds/` — `regular`, `pseudo` (/proc
 //! and /sys files), `deleted`, `memfd`, `directory`, `fifo`, `chardev`, `pipe`,
-//! `eventfd`, `timerfd`, `signalfd`, `epoll`, `inotify`, and `lock` (flock, POSIX and
-//! OFD locks) — each holding that kind's dump, payload encoding, prepare-time check,
-//! restore and show side by side; `kinds/mod.rs` only dispatches on `kinds::Payload`.
+//! `eventfd`, `timerfd`, `signalfd`, `epoll`, `inotify`, `lock` (flock, POSIX and OFD
+//! locks) and `owner` (F_SETOWN/F_SETSIG signal owners and leases, of any kind) — each
+//! holding that kind's dump, payload encoding, prepare-time check, restore and show
+//! side by side; `kinds/mod.rs` only dispatches on `kinds::Payload`.
 //! Below them `record.rs` (the common record head, a file reached by path, fdinfo
 //! parsing, open/seek/park); above them `section.rs` (the section: a common record per
 //! descriptor — fd, flags, close-on-exec, offset, `dup_of`, tree-wide description id,
@@ -22,7 +23,8 @@
 //! no longer names the open file) leaves it unclaimed. Descriptors sharing one open
 //! file description (`kcmp`) are recorded once, the others marked `dup_of` it; owner
 //! records get what only they carry (content of deleted files and memfds ≤ 64 MiB,
-//! hashes of regular files ≤ 1 MiB, epoll targets, inotify watches, locks); pipes' and
+//! hashes of regular files ≤ 1 MiB, epoll targets, inotify watches, locks, signal
+//! owner and lease read on a `pidfd_getfd` copy); pipes' and
 //! FIFOs' data in flight is captured once per pipe or FIFO for the tree (each end of a
 //! pipe held in it or closed everywhere); each description gets a tree-wide `desc_id`
 //! (the same id in two processes: one description shared across fork).
@@ -38,12 +40,12 @@
 //! `--allow-changed-files`; /proc and /sys files never content-checked). In each
 //! restore child [`Plugin::restore_before_fork`] creates what it is the creator of, and
 //! [`Plugin::restore_in_child`] sets cwd (a removed one: a new directory entered and
-//! removed), root and umask and rebuilds its descriptors
-//! (`restore.rs`): each description once by its kind (or taken from its parked number),
-//! `dup3`'d to each of its fds, inherited parked numbers closed, epoll sets last, locks
-//! at the very end. A /proc path naming the process itself is reopened through
-//! `/proc/self/` (right under `--new-pid`); one naming another process of the tree is
-//! refused when pids change.
+//! removed), root and umask and rebuilds its descriptors (`restore.rs`): each
+//! description once by its kind (or taken from its parked number), `dup3`'d to each of
+//! its fds, inherited parked numbers closed, epoll sets last, then signal owners (the
+//! own pid translated), locks and leases at the very end. A /proc path naming the
+//! process itself is reopened through `/proc/self/` (right under `--new-pid`); one
+//! naming another process of the tree is refused when pids change.
 
 #[allow(clippy::all, clippy::pedantic)]
 mod files_capnp {

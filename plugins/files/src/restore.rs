@@ -2,9 +2,10 @@
 //! rebuilt once by its kind and parked at a high descriptor number (or, when shared
 //! with other processes, taken from the number its creator parked it at, `tree.rs`),
 //! then moved to its own number(s) with `dup3` (dup'ed fds get the same description
-//! again); epoll instances come last, once the descriptors they watch are in place, and
-//! locks after the parking descriptors are closed (closing any descriptor of a file
-//! drops the process's POSIX locks on it).
+//! again); epoll instances come last, once the descriptors they watch are in place;
+//! then signal owners (and O_ASYNC again at the final number), and locks and leases
+//! after the parking descriptors are closed (closing any descriptor of a file drops the
+//! process's POSIX locks on it).
 
 use crate::kinds::pseudo::Pids;
 use crate::kinds::{Built, Object, Payload};
