@@ -170,7 +170,7 @@ impl Deleted {
         if self.extents.is_empty() {
             return fill_new_file(self.make_unlinked(h)?, data, self.file.mode, h);
         }
-        let want: u64 = self.extents.iter().map(|e| e.1).sum();
+        let want = self.extents.iter().fold(0u64, |a, e| a.saturating_add(e.1));
         if want != data.len() as u64 {
             return Err(bad(format!(
                 "fd {}: a sparse deleted file's extents hold {want} bytes, its data {}",
