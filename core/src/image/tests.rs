@@ -283,3 +283,17 @@ fn a_length_field_cannot_make_the_reader_allocate_what_the_image_lacks() {
         );
     }
 }
+
+/// Found by fuzzing (fuzz target `image`): a 2 KiB header whose tree list is a list of
+/// zero-sized structs claiming ~60 million nodes made the decoder build them all (GBs).
+/// It is refused as corrupt, quickly.
+#[test]
+fn fuzz_regression_a_header_claiming_millions_of_tree_nodes() {
+    let img = include_bytes!("testdata/fuzz-header-60m-tree-nodes.spirit");
+    let t = std::time::Instant::now();
+    match read_all(img) {
+        Err(Error::Corrupt { what, .. }) => assert!(what.contains("Header"), "{what}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+}
