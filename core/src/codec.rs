@@ -8,9 +8,15 @@ use capnp::serialize;
 
 pub type DecodeResult<T> = Result<T, capnp::Error>;
 
-pub(crate) fn reader_options() -> ReaderOptions {
+/// Reader options for a message of `len` bytes from outside (an image, a plugin
+/// section). The traversal limit is twice the message's words (at least 64 Ki words):
+/// a decoder reads each part once, and a list of zero-sized elements, which Cap'n Proto
+/// charges one word per element, cannot make it build more entries than the message
+/// has room for (found by fuzzing: a 2 KiB header claimed 60 million tree nodes).
+pub fn reader_options_for(len: usize) -> ReaderOptions {
     let mut o = ReaderOptions::new();
-    o.traversal_limit_in_words(Some(64 << 20)).nesting_limit(32);
+    o.traversal_limit_in_words(Some((len / 4).max(1 << 16)))
+        .nesting_limit(32);
     o
 }
 
@@ -72,7 +78,8 @@ pub fn encode_header(h: &Header) -> Vec<u8> {
 }
 
 pub fn decode_header(bytes: &[u8]) -> DecodeResult<Header> {
-    let msg = serialize::read_message_from_flat_slice(&mut &bytes[..], reader_options())?;
+    let msg =
+        serialize::read_message_from_flat_slice(&mut &bytes[..], reader_options_for(bytes.len()))?;
     let r = msg.get_root::<s::header::Reader>()?;
     let c = r.get_cpu()?;
     let cpu = CpuInfo {
@@ -303,7 +310,8 @@ pub fn encode_process(p: &ProcessImage) -> Vec<u8> {
 }
 
 pub fn decode_process(bytes: &[u8]) -> DecodeResult<ProcessImage> {
-    let msg = serialize::read_message_from_flat_slice(&mut &bytes[..], reader_options())?;
+    let msg =
+        serialize::read_message_from_flat_slice(&mut &bytes[..], reader_options_for(bytes.len()))?;
     let r = msg.get_root::<s::process::Reader>()?;
     let m = r.get_mm()?;
     let mut threads = Vec::new();
@@ -511,7 +519,8 @@ pub fn encode_page_block(p: &PageBlockHeader) -> Vec<u8> {
 }
 
 pub fn decode_page_block(bytes: &[u8]) -> DecodeResult<PageBlockHeader> {
-    let msg = serialize::read_message_from_flat_slice(&mut &bytes[..], reader_options())?;
+    let msg =
+        serialize::read_message_from_flat_slice(&mut &bytes[..], reader_options_for(bytes.len()))?;
     let r = msg.get_root::<s::page_block::Reader>()?;
     Ok(PageBlockHeader {
         pid: r.get_pid(),
@@ -541,7 +550,8 @@ pub fn encode_trailer(t: &TrailerInfo) -> Vec<u8> {
 }
 
 pub fn decode_trailer(bytes: &[u8]) -> DecodeResult<TrailerInfo> {
-    let msg = serialize::read_message_from_flat_slice(&mut &bytes[..], reader_options())?;
+    let msg =
+        serialize::read_message_from_flat_slice(&mut &bytes[..], reader_options_for(bytes.len()))?;
     let r = msg.get_root::<s::trailer::Reader>()?;
     Ok(TrailerInfo {
         frames: r.get_frames(),

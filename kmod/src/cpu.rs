@@ -85,3 +85,15 @@ pub fn host_cpu() -> CpuFeatures {
         flags,
     }
 }
+
+/// Where the standard-format XSAVE area ends when it holds the components in `bv`
+/// (at least the legacy area and the header: 576 bytes).
+pub(crate) fn xsave_end(bv: u64) -> usize {
+    (2..63u32)
+        .filter(|i| bv & (1u64 << i) != 0)
+        .map(|i| {
+            let r = cpuid(0xd, i);
+            (r.ebx + r.eax) as usize
+        })
+        .fold(576, usize::max)
+}

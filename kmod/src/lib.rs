@@ -19,10 +19,12 @@
 
 mod cpu;
 mod error;
+mod fault;
 pub mod fd;
 mod mem;
 mod ptrace;
 mod remote;
+mod rescue;
 pub mod sockopt;
 mod sys;
 pub mod tty;
@@ -35,6 +37,7 @@ pub use ptrace::{
     SudConfig, Tracee, WhenDropped, REG_NAMES,
 };
 pub use remote::find_syscall_gadget;
+pub use rescue::{find_gadgets, Gadgets};
 pub use sys::{
     at_exit, clear_child_subreaper, clone3_fork, clone3_fork_with, close_fds_from,
     close_inherited_fds, die_with_status, exit_now, get_rlimit, get_robust_list, ignore_signal,

@@ -144,6 +144,10 @@ pub struct Tracee {
     opts: i32,
     /// Syscall user dispatch as found, while [`Tracee::pause_sud`] has it off.
     sud: SudConfig,
+    /// `Resume` tracees: the signal frame that brings the task back if we die during an
+    /// injected call (`None` until the first call, or when none could be placed).
+    pub(crate) rescue: Option<crate::remote::Rescue>,
+    pub(crate) rescue_tried: bool,
 }
 
 pub(crate) fn ptrace_raw(req: u32, tid: i32, addr: usize, data: usize) -> Result<i64> {
@@ -248,6 +252,8 @@ impl Tracee {
             cloned: Vec::new(),
             opts,
             sud: SudConfig::default(),
+            rescue: None,
+            rescue_tried: false,
         };
         for _ in 0..64 {
             let st = wait_task(tid)?;
@@ -259,7 +265,12 @@ impl Tracee {
                     t.released = false;
                     t.base_regs = t.regs()?;
                     t.base_sigmask = t.sigmask()?;
-                    t.set_sigmask(!0)?;
+                    // A task that is to resume keeps its own mask while it waits: should
+                    // we die, it runs on as it was. Signals are blocked only for the
+                    // length of each injected call (see `syscall`).
+                    if when_dropped == WhenDropped::Kill {
+                        t.set_sigmask(!0)?;
+                    }
                     return Ok(t);
                 }
                 WaitStatus::Stopped(_, sig) => {
@@ -291,6 +302,8 @@ impl Tracee {
             cloned: Vec::new(),
             opts: 0,
             sud: SudConfig::default(),
+            rescue: None,
+            rescue_tried: false,
         };
         let st = wait_task(pid)?;
         if let Some(e) = exited(pid, &st) {
@@ -329,6 +342,8 @@ impl Tracee {
             // A task auto-attached by PTRACE_O_TRACECLONE inherits its creator's options.
             opts: libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL | libc::PTRACE_O_TRACECLONE,
             sud: SudConfig::default(),
+            rescue: None,
+            rescue_tried: false,
         };
         let st = wait_task(tid)?;
         if let Some(e) = exited(tid, &st) {
@@ -362,9 +377,22 @@ impl Tracee {
         &self.base_regs
     }
 
-    /// Signal mask as it was when we took control (all signals are blocked meanwhile).
+    /// Signal mask as it was when we took control (a task being restored has all
+    /// signals blocked meanwhile; a frozen one only during each injected call).
     pub fn original_sigmask(&self) -> u64 {
         self.base_sigmask
+    }
+
+    /// What the task holds between injected calls if it is to resume: its own
+    /// registers, an interrupted syscall set up to restart.
+    pub(crate) fn resting_regs(&self) -> Regs {
+        let mut regs = self.base_regs;
+        fixup_restart(&mut regs, RestartPolicy::Original);
+        regs
+    }
+
+    pub(crate) fn when_dropped(&self) -> WhenDropped {
+        self.when_dropped
     }
 
     /// Use `regs` as the base for later injected calls (e.g. after a clone).
@@ -576,10 +604,10 @@ impl Tracee {
     }
 
     fn put_back(&self) -> Result<()> {
-        let mut regs = self.base_regs;
-        fixup_restart(&mut regs, RestartPolicy::Original);
-        self.set_regs(&regs)?;
+        // Mask first: should we die between the two, registers still pointing into an
+        // injected call return through the rescue frame, which sets the mask anyway.
         self.set_sigmask(self.base_sigmask)?;
+        self.set_regs(&self.resting_regs())?;
         if self.sud.mode != 0 {
             self.set_sud_config(&self.sud)?;
         }

@@ -4,29 +4,151 @@
 //! the number in `rax`, arguments in `rdi rsi rdx r10 r8 r9` and `orig_rax = -1`; one
 //! `PTRACE_SYSCALL` runs it to the entry stop, a second to the exit stop, where `rax`
 //! holds the result. Nothing after the instruction ever runs. All signals are blocked in
-//! the task meanwhile ([`Tracee`] does that when it takes control).
+//! the task meanwhile. A task frozen for a checkpoint must survive our death at any
+//! moment: see [`Tracee::syscall`] and [`crate::rescue`].
 
+use crate::cpu::xsave_end;
 use crate::error::{Error, Result};
-use crate::mem::read_memory;
-use crate::ptrace::{ptrace_raw, wait_task, Tracee};
+use crate::fault;
+use crate::mem::{read_memory, write_memory};
+use crate::ptrace::{ptrace_raw, wait_task, Regs, Tracee, WhenDropped};
+use crate::rescue::{
+    build_frame, find_gadgets, has_shadow_stack, in_one_writable_mapping, Frame, UC_STACK_OFF,
+};
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
+
+/// The rescue frame of one frozen task (see [`crate::rescue`]) and the stack bytes it
+/// covers, put back after every injected call.
+#[derive(Debug)]
+pub(crate) struct Rescue {
+    frame: Frame,
+    saved: Vec<u8>,
+    syscall_ret: u64,
+}
 
 impl Tracee {
     /// Run syscall `nr` with `args` inside this task, using the `syscall` instruction at
     /// `gadget`. Returns the raw result (negative errno on failure).
+    ///
+    /// A task that is to resume (a checkpoint's) is left between calls with its own
+    /// registers and signal mask, so that if this process dies the kernel's detach lets
+    /// it run on as it was; during the call itself a signal frame on its stack brings it
+    /// back (see [`crate::rescue`]). Signals are blocked only while the call runs.
     pub fn syscall(&mut self, gadget: u64, nr: i64, args: &[u64]) -> Result<i64> {
+        if self.when_dropped() == WhenDropped::Kill {
+            let r = self.injected_regs(gadget, nr, args, None);
+            self.set_regs(&r)?;
+            self.run_to_syscall_stop(nr)?; // entry
+            self.run_to_syscall_stop(nr)?; // exit
+            return Ok(self.regs()?.rax as i64);
+        }
+        if !self.rescue_tried {
+            self.rescue_tried = true;
+            self.arm_rescue(gadget);
+        }
+        self.guarded_syscall(gadget, nr, args)
+    }
+
+    fn injected_regs(&self, gadget: u64, nr: i64, args: &[u64], rescue: Option<&Rescue>) -> Regs {
         let mut r = *self.original_regs();
         r.rip = gadget;
+        if let Some(x) = rescue {
+            r.rip = x.syscall_ret;
+            r.rsp = x.frame.addr;
+        }
         r.rax = nr as u64;
         r.orig_rax = u64::MAX;
         let mut a = [0u64; 6];
         a[..args.len()].copy_from_slice(args);
         (r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9) = (a[0], a[1], a[2], a[3], a[4], a[5]);
-        self.set_regs(&r)?;
-        self.run_to_syscall_stop(nr)?; // entry
-        self.run_to_syscall_stop(nr)?; // exit
-        Ok(self.regs()?.rax as i64)
+        r
+    }
+
+    fn guarded_syscall(&mut self, gadget: u64, nr: i64, args: &[u64]) -> Result<i64> {
+        let pid = self.tgid();
+        if let Some(x) = &self.rescue {
+            if write_memory(pid, &x.frame.bytes, &[(x.frame.addr, x.frame.bytes.len())]).is_err() {
+                self.rescue = None; // cannot place it any more: go on without
+            }
+        }
+        let r = self.injected_regs(gadget, nr, args, self.rescue.as_ref());
+        fault::next_call(nr);
+        // Order matters for a death at any point: registers first (the frame restores
+        // the mask), then the mask; after the call, the mask back first, then registers.
+        let ran = self
+            .set_regs(&r)
+            .and_then(|_| self.set_sigmask(!0))
+            .map(|_| fault::point("regs"))
+            .and_then(|_| self.run_to_syscall_stop(nr)) // entry
+            .map(|_| fault::point("entry"))
+            .and_then(|_| self.run_to_syscall_stop(nr)) // exit
+            .map(|_| fault::point("exit"))
+            .and_then(|_| self.regs());
+        let back = self
+            .set_sigmask(self.original_sigmask())
+            .and_then(|_| self.set_regs(&self.resting_regs()));
+        if let Some(x) = &self.rescue {
+            let _ = write_memory(pid, &x.saved, &[(x.frame.addr, x.saved.len())]);
+        }
+        let ret = ran?.rax as i64;
+        back?;
+        Ok(ret)
+    }
+
+    /// Prepare the rescue frame, if this task's stack and mappings allow one; its first
+    /// use is `sigaltstack(NULL, &frame.uc_stack)`, which fills the frame's altstack.
+    fn arm_rescue(&mut self, gadget: u64) {
+        let (pid, tid) = (self.tgid(), self.tid());
+        let g = find_gadgets(pid);
+        let (Some(syscall_ret), Some(sigreturn)) = (g.syscall_ret, g.sigreturn) else {
+            return;
+        };
+        if has_shadow_stack(pid, tid) || fault::bare() {
+            return;
+        }
+        let Ok(xstate) = self.xstate() else { return };
+        let Some(bv) = xstate.get(512..520).and_then(|b| b.try_into().ok()) else {
+            return;
+        };
+        let len = xsave_end(u64::from_le_bytes(bv));
+        let regs = self.original_regs();
+        let Some(frame) = build_frame(regs, self.original_sigmask(), &xstate, len, sigreturn)
+        else {
+            return;
+        };
+        let end = frame.addr + frame.bytes.len() as u64;
+        if !in_one_writable_mapping(pid, tid, frame.addr, end) {
+            return;
+        }
+        let mut saved = vec![0u8; frame.bytes.len()];
+        let len = saved.len();
+        if read_memory(pid, &mut saved, &[(frame.addr, len)]).is_err() {
+            return;
+        }
+        let uc_stack = frame.addr + UC_STACK_OFF;
+        self.rescue = Some(Rescue {
+            frame,
+            saved,
+            syscall_ret,
+        });
+        let filled = self
+            .guarded_syscall(gadget, libc::SYS_sigaltstack, &[0, uc_stack])
+            .ok()
+            .filter(|r| *r == 0);
+        let mut got = [0u8; 24];
+        match (filled, &mut self.rescue) {
+            (Some(_), Some(x)) if read_memory(pid, &mut got, &[(uc_stack, 24)]).is_ok() => {
+                let o = UC_STACK_OFF as usize;
+                x.frame.bytes[o..o + 24].copy_from_slice(&got);
+            }
+            _ => self.rescue = None,
+        }
+    }
+
+    /// Whether injected calls into this task run with a rescue frame (tests, reports).
+    pub fn has_rescue_frame(&self) -> bool {
+        self.rescue.is_some()
     }
 
     /// Like [`Tracee::syscall`], but a negative result is an error naming the call.

@@ -42,6 +42,8 @@ pub const PREAMBLE_LEN: usize = 16;
 pub const FRAME_HEADER_LEN: usize = 16;
 /// Largest payload a reader accepts; page blocks are written far smaller.
 pub const MAX_PAYLOAD: u64 = 256 << 20;
+/// A reader grows a payload buffer by at most this much beyond the bytes that arrived.
+pub const PAYLOAD_STEP: u64 = 1 << 20;
 /// Size of page blocks the dumper writes.
 pub const PAGE_BLOCK_BYTES: usize = 1 << 20;
 

@@ -1,5 +1,6 @@
 use super::{
-    FrameKind, FORMAT_MAJOR, FORMAT_MINOR, FRAME_HEADER_LEN, MAGIC, MAX_PAYLOAD, PREAMBLE_LEN,
+    FrameKind, FORMAT_MAJOR, FORMAT_MINOR, FRAME_HEADER_LEN, MAGIC, MAX_PAYLOAD, PAYLOAD_STEP,
+    PREAMBLE_LEN,
 };
 use crate::codec::{self, TrailerInfo};
 use crate::error::{Error, Result};
@@ -117,6 +118,27 @@ impl<R: Read> ImageReader<R> {
         Ok(got)
     }
 
+    /// Read a payload of `len` bytes into `buf`, growing it by at most [`PAYLOAD_STEP`]
+    /// beyond what has arrived: a length field alone never makes us allocate more than
+    /// the stream holds (plus one step).
+    fn read_payload(&mut self, buf: &mut Vec<u8>, len: u64) -> Result<()> {
+        buf.clear();
+        let mut left = len;
+        while left > 0 {
+            let step = left.min(PAYLOAD_STEP) as usize;
+            let have = buf.len();
+            buf.resize(have + step, 0);
+            let got = self.fill(&mut buf[have..])?;
+            self.pos += got as u64;
+            if got < step {
+                buf.truncate(have + got);
+                return Err(self.truncated(self.pos, "inside a frame"));
+            }
+            left -= step as u64;
+        }
+        Ok(())
+    }
+
     /// Save the rest of the stream into an unnamed temporary file and read from there on.
     /// A restore reading from a pipe uses it when it must wait for the writer to finish
     /// (e.g. `spirit dump P -o - | spirit restore -`: the pid frees only after the dump).
@@ -156,13 +178,7 @@ impl<R: Read> ImageReader<R> {
         if len > MAX_PAYLOAD {
             return Err(self.corrupt(start, format!("frame length {len} exceeds the limit")));
         }
-        buf.clear();
-        buf.resize(len as usize, 0);
-        let got = self.fill(buf)?;
-        self.pos += got as u64;
-        if got < len as usize {
-            return Err(self.truncated(self.pos, "inside a frame"));
-        }
+        self.read_payload(buf, len)?;
         let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
         let mut c = crc32c::crc32c(&h[..4]);
         c = crc32c::crc32c_append(c, &h[8..16]);

@@ -274,3 +274,40 @@ fn well_checksummed_nonsense_is_refused() {
     huge.extend_from_slice(&h);
     assert!(matches!(read_all(&huge), Err(Error::Corrupt { .. })));
 }
+
+/// A frame header claiming the largest payload, followed by a few bytes: the reader
+/// reports the truncation and never allocates more than the stream held plus one step.
+#[test]
+fn a_length_field_cannot_make_the_reader_allocate_what_the_image_lacks() {
+    for claimed in [MAX_PAYLOAD, MAX_PAYLOAD / 2 + 3, 5 * PAYLOAD_STEP + 1] {
+        let mut h = [0u8; FRAME_HEADER_LEN];
+        h[0] = FrameKind::Header as u8;
+        h[8..16].copy_from_slice(&claimed.to_le_bytes());
+        let img = [preamble().to_vec(), h.to_vec(), vec![0xab; 100]].concat();
+        let mut rd = ImageReader::new(&img[..], "crafted").expect("preamble");
+        let mut buf = Vec::new();
+        match rd.next_frame(&mut buf) {
+            Err(Error::Truncated { .. }) => {}
+            other => panic!("claimed {claimed}: expected Truncated, got {other:?}"),
+        }
+        assert!(
+            buf.capacity() as u64 <= 2 * PAYLOAD_STEP,
+            "claimed {claimed}: the reader allocated {} bytes for a 116-byte frame",
+            buf.capacity()
+        );
+    }
+}
+
+/// Found by fuzzing (fuzz target `image`): a 2 KiB header whose tree list is a list of
+/// zero-sized structs claiming ~60 million nodes made the decoder build them all (GBs).
+/// It is refused as corrupt, quickly.
+#[test]
+fn fuzz_regression_a_header_claiming_millions_of_tree_nodes() {
+    let img = include_bytes!("testdata/fuzz-header-60m-tree-nodes.spirit");
+    let t = std::time::Instant::now();
+    match read_all(img) {
+        Err(Error::Corrupt { what, .. }) => assert!(what.contains("Header"), "{what}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+}

@@ -7,7 +7,7 @@ use crate::kinds::lock::Lock;
 use crate::kinds::owner::{Lease, Owner};
 use crate::kinds::Payload;
 use crate::record::{bad, text, within, Head};
-use capnp::message::{Builder, ReaderOptions};
+use capnp::message::Builder;
 use serde_json::{json, Map, Value};
 use spirit_core::Result;
 
@@ -108,10 +108,10 @@ impl FilesSection {
     }
 
     pub fn decode(data: &[u8]) -> Result<FilesSection> {
-        let mut opts = ReaderOptions::new();
-        // Deleted files and memfds up to 64 MiB each travel inside the section: allow
-        // traversing the whole section once (and a little more), never amplification.
-        opts.traversal_limit_in_words(Some(data.len() / 8 * 2 + (8 << 20)));
+        // Deleted files and memfds up to 64 MiB each travel inside the section: the limit
+        // follows the section's size (twice its words, at least 64 Ki words), never a
+        // fixed floor a list of zero-sized elements could amplify (found by fuzzing).
+        let opts = spirit_core::codec::reader_options_for(data.len());
         let msg = capnp::serialize::read_message_from_flat_slice(&mut &data[..], opts)
             .map_err(|e| bad(format!("message: {e}")))?;
         let r = msg
@@ -325,5 +325,26 @@ mod tests {
         let mut s = sample();
         s.fds[1].payload = Payload::Pseudo(Pseudo::default());
         assert!(FilesSection::decode(&s.encode()).is_err());
+    }
+
+    /// Found by fuzzing (fuzz target `section_files`): ~120-byte sections whose lists
+    /// of zero-sized elements claimed millions of entries took seconds and a gigabyte
+    /// each to decode. They are refused at once.
+    #[test]
+    fn fuzz_regression_sections_claiming_millions_of_entries() {
+        for input in [
+            &include_bytes!("testdata/fuzz-slow-unit-533febce17")[..],
+            &include_bytes!("testdata/fuzz-slow-unit-793799ab48")[..],
+            &include_bytes!("testdata/fuzz-slow-unit-fd2236a5e8")[..],
+        ] {
+            let t = std::time::Instant::now();
+            let _ = FilesSection::decode(input);
+            assert!(
+                t.elapsed() < std::time::Duration::from_millis(500),
+                "decoding {} bytes took {:?}",
+                input.len(),
+                t.elapsed()
+            );
+        }
     }
 }

@@ -3,7 +3,7 @@
 use crate::itimer::{self, Itimer};
 use crate::posix_timer::{self, PosixTimer};
 use crate::signals_capnp as s;
-use capnp::message::{Builder, ReaderOptions};
+use capnp::message::Builder;
 use serde::Serialize;
 use spirit_core::{Error, Result};
 
@@ -97,9 +97,11 @@ impl SignalsSection {
     }
 
     pub fn decode(data: &[u8]) -> Result<SignalsSection> {
+        // The traversal limit follows the section's size (not capnp's 8 Mi-word default,
+        // which a list of zero-sized elements could amplify).
+        let opts = spirit_core::codec::reader_options_for(data.len());
         let msg =
-            capnp::serialize::read_message_from_flat_slice(&mut &data[..], ReaderOptions::new())
-                .map_err(bad)?;
+            capnp::serialize::read_message_from_flat_slice(&mut &data[..], opts).map_err(bad)?;
         let r = msg.get_root::<s::signals::Reader>().map_err(bad)?;
         let siginfo = |d: capnp::Result<capnp::data::Reader<'_>>| -> Result<Vec<u8>> {
             let d = d.map_err(bad)?;
