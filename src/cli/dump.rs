@@ -126,7 +126,7 @@ pub fn dump(a: DumpArgs) -> i32 {
         dump_to_file(a.pid, &a.output, &opts, &pipeline, &mut on_progress)
     };
     match res {
-        Ok(stats) => {
+        Ok(mut stats) => {
             progress.line(&format!(
                 "result {}",
                 serde_json::to_string(&stats).unwrap_or_default()
@@ -135,6 +135,10 @@ pub fn dump(a: DumpArgs) -> i32 {
                 report_dump(&stats, &a.output.display().to_string());
             }
             if a.json {
+                // The file's size, end frame included (the stats count up to the pages).
+                if let Ok(m) = std::fs::metadata(&a.output) {
+                    stats.image_bytes = m.len();
+                }
                 println!("{}", dump_json(&stats, &a.output));
             }
             0

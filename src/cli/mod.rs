@@ -7,6 +7,7 @@ mod client;
 mod dump;
 pub mod gen;
 pub mod log;
+mod migrate;
 mod plugins;
 mod restore;
 

@@ -83,11 +83,13 @@ complete -c spirit -n "__fish_spirit_using_subcommand plugins" -s q -l quiet -d 
 complete -c spirit -n "__fish_spirit_using_subcommand plugins" -s h -l help -d 'Print help'
 complete -c spirit -n "__fish_spirit_using_subcommand jobs" -l bus -d 'The bus spiritd serves on: system, session, or a D-Bus address' -r
 complete -c spirit -n "__fish_spirit_using_subcommand jobs" -l log-file -d 'Also write the full debug log to this file (attach it to a bug report)' -r -F
+complete -c spirit -n "__fish_spirit_using_subcommand jobs" -l json -d 'Machine-readable JSON instead of text'
 complete -c spirit -n "__fish_spirit_using_subcommand jobs" -s v -l verbose -d 'More log on stderr: -v info, -vv debug, -vvv trace'
 complete -c spirit -n "__fish_spirit_using_subcommand jobs" -s q -l quiet -d 'Only errors on stderr'
 complete -c spirit -n "__fish_spirit_using_subcommand jobs" -s h -l help -d 'Print help'
 complete -c spirit -n "__fish_spirit_using_subcommand peers" -l bus -d 'The bus spiritd serves on: system, session, or a D-Bus address' -r
 complete -c spirit -n "__fish_spirit_using_subcommand peers" -l log-file -d 'Also write the full debug log to this file (attach it to a bug report)' -r -F
+complete -c spirit -n "__fish_spirit_using_subcommand peers" -l json -d 'Machine-readable JSON instead of text'
 complete -c spirit -n "__fish_spirit_using_subcommand peers" -s v -l verbose -d 'More log on stderr: -v info, -vv debug, -vvv trace'
 complete -c spirit -n "__fish_spirit_using_subcommand peers" -s q -l quiet -d 'Only errors on stderr'
 complete -c spirit -n "__fish_spirit_using_subcommand peers" -s h -l help -d 'Print help'
@@ -96,6 +98,7 @@ complete -c spirit -n "__fish_spirit_using_subcommand migrate" -l bus -d 'The bu
 complete -c spirit -n "__fish_spirit_using_subcommand migrate" -l log-file -d 'Also write the full debug log to this file (attach it to a bug report)' -r -F
 complete -c spirit -n "__fish_spirit_using_subcommand migrate" -l keep-source -d 'Leave the process running here too (a copy)'
 complete -c spirit -n "__fish_spirit_using_subcommand migrate" -l pid-ns -d 'Restore on the peer in a new pid namespace, keeping the pids'
+complete -c spirit -n "__fish_spirit_using_subcommand migrate" -l json -d 'Print the result as one JSON object on stdout (instead of the new pid)'
 complete -c spirit -n "__fish_spirit_using_subcommand migrate" -s v -l verbose -d 'More log on stderr: -v info, -vv debug, -vvv trace'
 complete -c spirit -n "__fish_spirit_using_subcommand migrate" -s q -l quiet -d 'Only errors on stderr'
 complete -c spirit -n "__fish_spirit_using_subcommand migrate" -s h -l help -d 'Print help'
