@@ -2,10 +2,12 @@
 //! `-vvv` trace on stderr (`SPIRIT_LOG` overrides, as an `EnvFilter`), `-q` only errors
 //! and no summary lines; `--log-file PATH` also writes the full debug log (timestamps,
 //! every phase and refusal) to PATH, kept whether the command fails or not.
-//! `spiritd`: info on stderr; under systemd (`JOURNAL_STREAM` set) plain lines without
-//! timestamps or colours, which journald stores with its own.
+//! `spiritd`: info on stderr; under systemd (`JOURNAL_STREAM` set) one line per event
+//! with a `<N>` syslog priority prefix (journald's default `SyslogLevelPrefix=yes`
+//! turns it into the entry's priority) and no timestamp or colour (journald adds its own).
 
 use super::args::LogArgs;
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use tracing_subscriber::layer::SubscriberExt;
@@ -38,6 +40,7 @@ pub fn init_spirit(a: &LogArgs) {
     QUIET.store(a.quiet, Ordering::Relaxed);
     let stderr = fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_filter(stderr_filter(a));
     let file = a
         .log_file
@@ -80,15 +83,38 @@ pub fn init_spiritd() {
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let layer = fmt::layer().with_writer(std::io::stderr);
     let layer = if journal {
-        layer
-            .with_ansi(false)
-            .without_time()
-            .with_target(false)
-            .boxed()
+        layer.with_ansi(false).event_format(Journal).boxed()
     } else {
-        layer.boxed()
+        layer.with_ansi(std::io::stderr().is_terminal()).boxed()
     };
     let _ = tracing_subscriber::registry()
         .with(layer.with_filter(filter))
         .try_init();
+}
+
+/// journald's stream format: `<PRIORITY>target: message fields`.
+struct Journal;
+
+impl<S, N> fmt::FormatEvent<S, N> for Journal
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &fmt::FmtContext<'_, S, N>,
+        mut w: fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        let prio = match *meta.level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(w, "<{prio}>{}: ", meta.target())?;
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        writeln!(w)
+    }
 }
