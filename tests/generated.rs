@@ -60,3 +60,33 @@ fn every_subcommand_is_in_completions_and_man_page() {
     assert!(get("spiritd.8").contains("show\\-key"));
     assert!(get("bash/spiritd").contains("--state-dir"));
 }
+
+#[test]
+fn help_documents_the_exit_codes_and_own_exit_code() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spirit"))
+        .arg("--help")
+        .output()
+        .expect("spirit --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "Exit codes",
+        "20 spiritd not reachable",
+        "22 bad request",
+        "--own-exit-code",
+        "--log-file",
+    ] {
+        assert!(
+            help.contains(needle),
+            "spirit --help lacks {needle:?}:\n{help}"
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spirit"))
+        .args(["restore", "--help"])
+        .output()
+        .expect("spirit restore --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("--own-exit-code") && help.contains("--json"),
+        "{help}"
+    );
+}

@@ -9,19 +9,25 @@ use std::path::PathBuf;
 
 /// How spirit's exit codes read; shown by `spirit --help` (README, "Exit codes").
 pub const EXIT_CODES: &str = "\
-Exit codes (spirit's own failures; every one also prints a `spirit: error:` line):
-  0 success            1 other failure      2 usage error
-  3 no such process    4 permission denied  5 unsupported state (refused)
-  6 not an image / corrupt image            7 truncated image
-  8 image version      9 CPU mismatch      10 pid in use
- 11 file changed since checkpoint          12 I/O error
- 20 spiritd not reachable on the bus       21 refused by spiritd (permission)
- 22 bad request (unknown peer, process, argument)
- 23 the job failed     24 other D-Bus error
-A foreground `spirit restore` exits with the restored program's own status (128+N if a
-signal N killed it), which may overlap the codes above; with `--own-exit-code` it exits
-0 once the program has ended, spirit's code on a failure of its own, and reports the
-program's status on stderr (and in `--json`).";
+Exit codes of spirit's own failures (each with a `spirit: error:` line):
+  0 success                    12 I/O error
+  1 other failure              20 spiritd not reachable
+  2 usage error                21 refused by spiritd
+  3 no such process            22 bad request (peer, pid,
+  4 permission denied             argument)
+  5 unsupported state          23 the job failed
+  6 not an image, corrupt      24 other D-Bus error
+  7 truncated image
+  8 image version
+  9 CPU mismatch
+ 10 pid in use
+ 11 file changed since checkpoint
+
+A foreground `spirit restore` exits with the program's own status
+(128+N if signal N killed it), which may be any of the above; with
+`--own-exit-code` it exits 0 once the program has ended, spirit's code
+on a failure of its own, and tells the program's status on stderr
+(and in `--json`).";
 
 #[derive(Parser)]
 #[command(
