@@ -96,6 +96,30 @@ fn dump_and_detached_restore_print_their_json_objects() {
     assert_eq!(r["page_bytes"], d["page_bytes"]);
     let n = log_lines(&dir.join("log")).len();
     wait_lines(&dir.join("log"), n + 5);
+
+    // Restored again while it runs: refused (pid in use), the debug log in --log-file.
+    let log = dir.join("restore.log");
+    let run = spirit(&[
+        "restore",
+        &img_s,
+        "--detach",
+        "--allow-changed-files",
+        "--log-file",
+        &log.to_string_lossy(),
+    ]);
+    run.fails(10, &[&pid.to_string()], "restore onto a pid in use");
+    let text = read_log(&log);
+    for needle in [
+        "DEBUG",
+        "restore: header and processes read",
+        "restore: image checked",
+        "failed",
+    ] {
+        assert!(
+            text.contains(needle),
+            "restore log lacks {needle:?}:\n{text}"
+        );
+    }
 }
 
 #[test]
