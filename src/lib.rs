@@ -1,5 +1,6 @@
 //! The `spirit` package: wires the default plugin pipeline and hosts the command line
-//! (`src/bin/spirit.rs` parses arguments, [`cli`] runs the subcommands). Plugins are
+//! ([`cli`] defines the command lines of `spirit` and `spiritd` and runs the subcommands;
+//! `src/bin/` holds thin mains and the `spirit-gen` completion/man page generator). Plugins are
 //! listed in one place, in their order.
 
 pub mod cli;

@@ -1,40 +1,11 @@
 //! `spiritd`: spirit's D-Bus service (see the spirit-busd crate and DESIGN.md, "busd").
 
 use clap::Parser;
+use spirit::cli::SpiritdArgs as Args;
 use std::path::PathBuf;
 
-#[derive(Parser)]
-#[command(
-    name = "spiritd",
-    version,
-    about = "spirit's D-Bus service: checkpoint, restore and migrate on behalf of bus callers"
-)]
-struct Args {
-    /// The bus to serve on: system, session, or a D-Bus address (unix:path=...).
-    #[arg(long, default_value = "system")]
-    bus: String,
-    /// Configuration file (TOML; see dist/spiritd.toml). Without it, defaults apply.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// State directory (identity key); overrides the configuration's state_dir.
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-    /// The spirit binary that runs each job; overrides the configuration's worker.
-    #[arg(long)]
-    worker: Option<PathBuf>,
-    /// Print this daemon's identity public key (creating it on first use) and exit.
-    #[arg(long)]
-    show_key: bool,
-}
-
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SPIRIT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    spirit::cli::log::init_spiritd();
     let a = Args::parse();
     if let Err(e) = run(a) {
         eprintln!("spiritd: error: {e}");

@@ -1,18 +1,11 @@
-//! The client subcommands: `spirit jobs`, `spirit peers`, `spirit migrate`. They talk
-//! to `spiritd` over D-Bus (proxies from `spirit_busd::client`); a migration follows
-//! its job's `PropertiesChanged` signals and shows a progress bar on a terminal, plain
-//! lines otherwise.
+//! The client subcommands: `spirit jobs`, `spirit peers`, `spirit migrate` (in
+//! `migrate.rs`). They talk to `spiritd` over D-Bus (proxies from
+//! `spirit_busd::client`); D-Bus errors become exit codes by their error name.
 
 use clap::{Args, Subcommand};
-use spirit_busd::client::{JobProxyBlocking, ManagerProxyBlocking};
-use std::collections::HashMap;
-use std::io::IsTerminal;
-use std::sync::mpsc::{channel, RecvTimeoutError};
-use std::time::Duration;
-use zbus::blocking::fdo::PropertiesProxy;
+use serde_json::json;
+use spirit_busd::client::ManagerProxyBlocking;
 use zbus::blocking::Connection;
-use zbus::proxy::CacheProperties;
-use zbus::zvariant::{OwnedValue, Value};
 
 /// Which spiritd to talk to.
 #[derive(Args, Clone)]
@@ -28,11 +21,17 @@ pub enum ClientCmd {
     Jobs {
         #[command(flatten)]
         bus: BusArg,
+        /// Machine-readable JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// List the peers spiritd trusts.
     Peers {
         #[command(flatten)]
         bus: BusArg,
+        /// Machine-readable JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Move a running process to a peer host through spiritd; it ends here only once
     /// it runs there, and resumes here if anything fails before that.
@@ -50,7 +49,55 @@ pub enum ClientCmd {
         pid_ns: bool,
         #[command(flatten)]
         bus: BusArg,
+        /// Print the result as one JSON object on stdout (instead of the new pid).
+        #[arg(long)]
+        json: bool,
     },
+}
+
+/// Exit codes of the client subcommands beyond spirit's own table (`spirit --help`).
+pub mod exit {
+    /// spiritd cannot be reached: no bus, or nobody owns (or can activate) its name.
+    pub const UNREACHABLE: i32 = 20;
+    /// spiritd (or the bus policy) refused the caller.
+    pub const DENIED: i32 = 21;
+    /// A bad request: unknown peer, no such process, invalid argument.
+    pub const BAD_REQUEST: i32 = 22;
+    /// The job ran and failed (or was cancelled).
+    pub const JOB_FAILED: i32 = 23;
+    /// Any other D-Bus error.
+    pub const BUS: i32 = 24;
+}
+
+/// The exit code for a D-Bus error, by its error name.
+pub fn bus_exit_code(e: &zbus::Error) -> i32 {
+    let zbus::Error::MethodError(name, _, _) = e else {
+        return match e {
+            zbus::Error::InputOutput(_) | zbus::Error::Address(_) | zbus::Error::Handshake(_) => {
+                exit::UNREACHABLE
+            }
+            _ => exit::BUS,
+        };
+    };
+    match name.as_str() {
+        "org.freedesktop.DBus.Error.ServiceUnknown"
+        | "org.freedesktop.DBus.Error.NameHasNoOwner"
+        | "org.freedesktop.DBus.Error.NoServer"
+        | "org.freedesktop.DBus.Error.Spawn.Failed"
+        | "org.freedesktop.DBus.Error.Spawn.ChildExited"
+        | "org.freedesktop.DBus.Error.Timeout"
+        | "org.freedesktop.DBus.Error.NoReply" => exit::UNREACHABLE,
+        "org.freedesktop.DBus.Error.AccessDenied" | "org.spirit.Spirit1.Error.PermissionDenied" => {
+            exit::DENIED
+        }
+        "org.freedesktop.DBus.Error.InvalidArgs"
+        | "org.freedesktop.DBus.Error.UnknownMethod"
+        | "org.spirit.Spirit1.Error.NoSuchProcess"
+        | "org.spirit.Spirit1.Error.InvalidArgument"
+        | "org.spirit.Spirit1.Error.UnknownPeer"
+        | "org.spirit.Spirit1.Error.NotCancellable" => exit::BAD_REQUEST,
+        _ => exit::BUS,
+    }
 }
 
 fn connect(bus: &BusArg) -> zbus::Result<Connection> {
@@ -71,9 +118,9 @@ fn say(e: &zbus::Error) -> String {
 
 pub fn client(cmd: ClientCmd) -> i32 {
     let bus = match &cmd {
-        ClientCmd::Jobs { bus } | ClientCmd::Peers { bus } | ClientCmd::Migrate { bus, .. } => {
-            bus.clone()
-        }
+        ClientCmd::Jobs { bus, .. }
+        | ClientCmd::Peers { bus, .. }
+        | ClientCmd::Migrate { bus, .. } => bus.clone(),
     };
     let res = connect(&bus).and_then(|c| {
         let m = ManagerProxyBlocking::new(&c)?;
@@ -87,31 +134,57 @@ pub fn client(cmd: ClientCmd) -> i32 {
                 bus.bus,
                 say(&e)
             );
-            return 1;
+            return exit::UNREACHABLE;
         }
     };
     let r = match cmd {
-        ClientCmd::Jobs { .. } => jobs(&mgr),
-        ClientCmd::Peers { .. } => peers(&mgr),
+        ClientCmd::Jobs { json, .. } => jobs(&mgr, json),
+        ClientCmd::Peers { json, .. } => peers(&mgr, json),
         ClientCmd::Migrate {
             pid,
             to,
             keep_source,
             pid_ns,
+            json,
             ..
-        } => migrate(&conn, &mgr, pid, &to, keep_source, pid_ns),
+        } => super::migrate::migrate(&conn, &mgr, pid, &to, keep_source, pid_ns, json),
     };
     match r {
         Ok(code) => code,
         Err(e) => {
             eprintln!("spirit: error: {}", say(&e));
-            1
+            bus_exit_code(&e)
         }
     }
 }
 
-fn jobs(mgr: &ManagerProxyBlocking) -> zbus::Result<i32> {
+/// The `--json` object of `spirit jobs` (field names are stable; README, "JSON").
+pub fn jobs_json(rows: &[spirit_busd::client::JobRow]) -> serde_json::Value {
+    let jobs: Vec<_> = rows
+        .iter()
+        .map(|(id, kind, state, progress, desc, path)| {
+            json!({"id": id, "kind": kind, "state": state, "progress": progress,
+                   "description": desc, "path": path.as_str()})
+        })
+        .collect();
+    json!({ "jobs": jobs })
+}
+
+/// The `--json` object of `spirit peers`.
+pub fn peers_json(rows: &[(String, String, String)]) -> serde_json::Value {
+    let peers: Vec<_> = rows
+        .iter()
+        .map(|(name, addr, key)| json!({"name": name, "address": addr, "public_key": key}))
+        .collect();
+    json!({ "peers": peers })
+}
+
+fn jobs(mgr: &ManagerProxyBlocking, as_json: bool) -> zbus::Result<i32> {
     let rows = mgr.list_jobs()?;
+    if as_json {
+        println!("{}", jobs_json(&rows));
+        return Ok(0);
+    }
     if rows.is_empty() {
         println!("no jobs");
     }
@@ -124,8 +197,12 @@ fn jobs(mgr: &ManagerProxyBlocking) -> zbus::Result<i32> {
     Ok(0)
 }
 
-fn peers(mgr: &ManagerProxyBlocking) -> zbus::Result<i32> {
+fn peers(mgr: &ManagerProxyBlocking, as_json: bool) -> zbus::Result<i32> {
     let rows = mgr.list_peers()?;
+    if as_json {
+        println!("{}", peers_json(&rows));
+        return Ok(0);
+    }
     if rows.is_empty() {
         println!("no peers configured");
     }
@@ -135,204 +212,56 @@ fn peers(mgr: &ManagerProxyBlocking) -> zbus::Result<i32> {
     Ok(0)
 }
 
-fn migrate(
-    conn: &Connection,
-    mgr: &ManagerProxyBlocking,
-    pid: u32,
-    to: &str,
-    keep_source: bool,
-    pid_ns: bool,
-) -> zbus::Result<i32> {
-    let mut opts = HashMap::new();
-    if keep_source {
-        opts.insert("keep_source", Value::from(true));
-    }
-    if pid_ns {
-        opts.insert("pid_ns", Value::from(true));
-    }
-    let path = mgr.migrate(pid, to, opts)?;
-    // Properties are read from the daemon, not from a cache that signals fill.
-    let job = JobProxyBlocking::builder(conn)
-        .path(path)?
-        .cache_properties(CacheProperties::No)
-        .build()?;
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let b = indicatif::ProgressBar::new(0);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b.set_message(format!("migrating pid {pid} to {to}"));
-        b
-    });
-    let mut last_line = (String::new(), u64::MAX);
-    let state = follow(conn, &job, |seen| {
-        let Seen { state, done, total } = seen;
-        let (done, total) = (*done, *total);
-        match &bar {
-            Some(b) => {
-                b.set_length(total);
-                b.set_position(done);
-            }
-            None => {
-                // Plain lines: on each state change and every 64 MiB.
-                if *state != last_line.0 || done / (64 << 20) != last_line.1 {
-                    eprintln!("spirit: migrate pid {pid} to {to}: {state} {done}/{total} bytes");
-                    last_line = (state.clone(), done / (64 << 20));
-                }
-            }
-        }
-    })?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    if state != "done" {
-        eprintln!("spirit: error: migration {state}: {}", job.error()?);
-        return Ok(1);
-    }
-    let r = job.result()?;
-    let get = |k: &str| r.get(k).and_then(|v| u64::try_from(&**v).ok()).unwrap_or(0);
-    let get32 = |k: &str| r.get(k).and_then(|v| u32::try_from(&**v).ok()).unwrap_or(0);
-    println!("{}", get32("new_pid"));
-    eprintln!(
-        "spirit: migrated pid {pid} to {to} as pid {} ({} MiB of pages), frozen {} ms, total {} ms; {}",
-        get32("new_pid"),
-        get("page_bytes") >> 20,
-        get("frozen_usec") / 1000,
-        get("total_usec") / 1000,
-        if keep_source { "source left running" } else { "source ended" }
-    );
-    Ok(0)
-}
-
-/// What `spirit migrate` shows of its job.
-#[derive(Debug, Default, PartialEq)]
-struct Seen {
-    state: String,
-    done: u64,
-    total: u64,
-}
-
-impl Seen {
-    /// Take the changed properties among `State`, `BytesDone` and `BytesTotal`.
-    fn take(&mut self, changed: &HashMap<String, OwnedValue>) {
-        for (k, v) in changed {
-            match (k.as_str(), &**v) {
-                ("State", Value::Str(s)) => self.state = s.to_string(),
-                ("BytesDone", Value::U64(n)) => self.done = *n,
-                ("BytesTotal", Value::U64(n)) => self.total = *n,
-                _ => {}
-            }
-        }
-    }
-
-    fn finished(&self) -> bool {
-        matches!(self.state.as_str(), "done" | "failed" | "cancelled")
-    }
-}
-
-/// Without a signal for this long, ask the daemon (it may have gone away).
-const QUIET: Duration = Duration::from_secs(5);
-
-/// Follow `job` until it is finished: its state and bytes now, then as its
-/// `PropertiesChanged` signals tell them, calling `show` after each change (the
-/// signals of one burst together). Returns the final state.
-fn follow(
-    conn: &Connection,
-    job: &JobProxyBlocking,
-    mut show: impl FnMut(&Seen),
-) -> zbus::Result<String> {
-    let props = PropertiesProxy::builder(conn)
-        .destination(job.inner().destination().to_owned())?
-        .path(job.inner().path().to_owned())?
-        .build()?;
-    // Listen first, then read, so that no change falls between the two.
-    let signals = props.receive_properties_changed()?;
-    let iface = job.inner().interface().to_owned();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for sig in signals {
-            let Ok(args) = sig.args() else { continue };
-            if args.interface_name != iface {
-                continue;
-            }
-            let changed: HashMap<String, OwnedValue> = args
-                .changed_properties
-                .iter()
-                .filter_map(|(k, v)| Some((k.to_string(), v.try_to_owned().ok()?)))
-                .collect();
-            if tx.send(changed).is_err() {
-                break;
-            }
-        }
-    });
-    let read = |seen: &mut Seen| -> zbus::Result<()> {
-        *seen = Seen {
-            state: job.state()?,
-            done: job.bytes_done()?,
-            total: job.bytes_total()?,
-        };
-        Ok(())
-    };
-    let mut seen = Seen::default();
-    read(&mut seen)?;
-    loop {
-        show(&seen);
-        if seen.finished() {
-            return Ok(seen.state);
-        }
-        match rx.recv_timeout(QUIET) {
-            Ok(changed) => {
-                seen.take(&changed);
-                while let Ok(more) = rx.try_recv() {
-                    seen.take(&more);
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => read(&mut seen)?,
-            Err(RecvTimeoutError::Disconnected) => {
-                // The connection stopped delivering signals: read, now and then.
-                std::thread::sleep(Duration::from_millis(100));
-                read(&mut seen)?;
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn changed_properties_update_what_is_shown() {
-        let mut seen = Seen::default();
-        let changed: HashMap<String, OwnedValue> = [
+    fn bus_errors_map_to_exit_codes_by_name() {
+        let err = |name: &str| {
+            let msg = zbus::message::Message::method_call("/", "X")
+                .unwrap()
+                .build(&())
+                .unwrap();
+            zbus::Error::MethodError(
+                zbus::names::OwnedErrorName::try_from(name).unwrap(),
+                Some("m".into()),
+                msg,
+            )
+        };
+        for (name, code) in [
             (
-                "State",
-                OwnedValue::from(zbus::zvariant::Str::from("running")),
+                "org.freedesktop.DBus.Error.ServiceUnknown",
+                exit::UNREACHABLE,
             ),
-            ("BytesDone", OwnedValue::from(5u64)),
-            ("Progress", OwnedValue::from(0.5f64)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        seen.take(&changed);
-        assert_eq!(
-            seen,
-            Seen {
-                state: "running".into(),
-                done: 5,
-                total: 0
-            }
-        );
-        assert!(!seen.finished());
-        let end = HashMap::from([(
-            "State".to_string(),
-            OwnedValue::from(zbus::zvariant::Str::from("done")),
+            ("org.freedesktop.DBus.Error.AccessDenied", exit::DENIED),
+            ("org.spirit.Spirit1.Error.PermissionDenied", exit::DENIED),
+            ("org.spirit.Spirit1.Error.UnknownPeer", exit::BAD_REQUEST),
+            ("org.spirit.Spirit1.Error.NoSuchProcess", exit::BAD_REQUEST),
+            ("org.example.Other", exit::BUS),
+        ] {
+            assert_eq!(bus_exit_code(&err(name)), code, "{name}");
+        }
+    }
+
+    #[test]
+    fn jobs_and_peers_json_have_their_documented_fields() {
+        let path = zbus::zvariant::OwnedObjectPath::try_from("/org/spirit/Spirit1/job/3").unwrap();
+        let v = jobs_json(&[(
+            3,
+            "migrate".into(),
+            "running".into(),
+            0.5,
+            "pid 7".into(),
+            path,
         )]);
-        seen.take(&end);
-        assert!(seen.finished() && seen.done == 5);
+        let j = &v["jobs"][0];
+        for k in ["id", "kind", "state", "progress", "description", "path"] {
+            assert!(!j[k].is_null(), "jobs[0] lacks {k}: {v}");
+        }
+        assert_eq!(j["path"], "/org/spirit/Spirit1/job/3");
+        let v = peers_json(&[("b".into(), "198.18.0.2:7411".into(), "00".into())]);
+        assert_eq!(v["peers"][0]["address"], "198.18.0.2:7411");
+        assert_eq!(v["peers"][0]["public_key"], "00");
     }
 }

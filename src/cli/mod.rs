@@ -1,28 +1,35 @@
 //! The `spirit` subcommands: argument handling, files and signals around the core
 //! pipelines, and exit codes (each error kind has its own, see `Error::exit_code`).
 
+pub mod args;
 mod check;
 mod client;
+mod dump;
+pub mod gen;
+pub mod log;
+mod migrate;
 mod plugins;
+mod restore;
 
+pub use args::{Cli, Cmd, LogArgs, SpiritdArgs};
 pub use check::check;
 pub use client::{client, ClientCmd};
+pub use dump::{dump, DumpArgs};
 pub use plugins::plugins;
+pub use restore::{restore, RestoreArgs};
 
 use crate::default_pipeline;
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::Pid;
-use spirit_core::dump::{DumpOptions, DumpStats, Ending};
-use spirit_core::restore::RestoreOptions;
+use spirit_core::dump::Ending;
 use spirit_core::{Error, Result};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Write};
 use std::path::Path;
 
 const IO_BUF: usize = 1 << 20;
 
 fn fail(e: &Error) -> i32 {
+    tracing::debug!(code = e.exit_code(), "failed: {e:?}");
     eprintln!("spirit: error: {e}");
     e.exit_code()
 }
@@ -107,212 +114,16 @@ impl ProgressOut {
     }
 }
 
-fn report_dump(s: &DumpStats, to: &str) {
-    eprintln!(
-        "spirit: checkpointed pid {} ({} process{}, {} thread{}, {} memory areas, {} of pages) into {} in {} ms, frozen {} ms; {}",
-        s.pid,
-        s.processes,
-        if s.processes == 1 { "" } else { "es" },
-        s.threads,
-        if s.threads == 1 { "" } else { "s" },
-        s.vmas,
-        mib(s.page_bytes),
-        to,
-        s.total.as_millis(),
-        s.frozen.as_millis(),
-        if s.resumed { "left running" } else { "process ended" }
-    );
-}
-
-/// Arguments of `spirit dump`.
-pub struct DumpArgs {
-    pub pid: i32,
-    pub output: std::path::PathBuf,
-    pub leave_running: bool,
-    pub skip_fds: Vec<i32>,
-    pub workers: usize,
-    pub progress_fd: Option<i32>,
-    pub verdict_fd: Option<i32>,
-    pub ext_unix_reconnect: Vec<String>,
-    pub ext_unix_inherit: Vec<String>,
-    pub shell_job: bool,
-}
-
-pub fn dump(a: DumpArgs) -> i32 {
-    shield_from_signals();
-    let opts = DumpOptions {
-        leave_running: a.leave_running,
-        skip_fds: a.skip_fds,
-        workers: a.workers,
-        ext_unix_reconnect: a.ext_unix_reconnect,
-        ext_unix_inherit: a.ext_unix_inherit,
-        shell_job: a.shell_job,
-    };
-    let pipeline = default_pipeline();
-    let mut progress = ProgressOut::new(a.progress_fd);
-    let mut last = 0u64;
-    let mut on_progress = |done: u64, total: u64| {
-        if done == 0 || done == total || done - last >= 16 << 20 {
-            last = done;
-            progress.line(&format!("progress {done} {total}"));
-        }
-    };
-    let res = if a.output == Path::new("-") {
-        let out = BufWriter::with_capacity(IO_BUF, std::io::stdout().lock());
-        let verdict_fd = a.verdict_fd;
-        spirit_core::dump::dump(a.pid, out, &opts, &pipeline, &mut on_progress, |mut w| {
-            w.flush().map_err(|e| Error::io("standard output", e))?;
-            drop(w);
-            end_stdout();
-            await_verdict(verdict_fd)
-        })
-    } else {
-        dump_to_file(a.pid, &a.output, &opts, &pipeline, &mut on_progress)
-    };
-    match res {
-        Ok(stats) => {
-            progress.line(&format!(
-                "result {}",
-                serde_json::to_string(&stats).unwrap_or_default()
-            ));
-            report_dump(&stats, &a.output.display().to_string());
-            0
-        }
-        Err(e) => {
-            progress.line(&format!("error {} {}", e.exit_code(), e));
-            fail(&e)
-        }
-    }
-}
-
-/// Write into a temporary file beside `output`, synced and renamed into place only when
-/// complete: a failed checkpoint leaves no partial image behind.
-fn dump_to_file(
-    pid: i32,
-    output: &Path,
-    opts: &DumpOptions,
-    pipeline: &spirit_core::plugin::Pipeline,
-    progress: spirit_core::dump::Progress<'_>,
-) -> Result<DumpStats> {
-    let dir = match output.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".spirit-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
-    let file = tmp
-        .as_file()
-        .try_clone()
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    // A second handle on the same open file (shared offset) for parallel page writes.
-    let positional = file.try_clone().map_err(|e| Error::io(tmp.path(), e))?;
-    let out = BufWriter::with_capacity(IO_BUF, file);
-    spirit_core::dump::dump_to_file(pid, out, &positional, opts, pipeline, progress, |w| {
-        let f = w
-            .into_inner()
-            .map_err(|e| Error::io(output, e.into_error()))?;
-        f.sync_data().map_err(|e| Error::io(output, e))?;
-        tmp.persist(output)
-            .map_err(|e| Error::io(output, e.error))?;
-        Ok(Ending::AsAsked)
-    })
-}
-
-/// Arguments of `spirit restore`.
-pub struct RestoreArgs {
-    pub image: std::path::PathBuf,
-    pub detach: bool,
-    pub pidfile: Option<std::path::PathBuf>,
-    pub new_pid: bool,
-    pub pid_ns: bool,
-    pub workers: usize,
-    pub allow_changed_files: bool,
-    pub shell_job: bool,
-    pub inherit_fds: Vec<spirit_core::restore::InheritFd>,
-}
-
-pub fn restore(a: RestoreArgs) -> i32 {
-    let image = a.image.as_path();
-    let _ = spirit_kmod::ignore_signal(libc::SIGPIPE);
-    let name = image.display().to_string();
-    let src: Box<dyn Read> = if image == Path::new("-") {
-        Box::new(std::io::stdin().lock())
-    } else {
-        match File::open(image) {
-            Ok(f) => Box::new(f),
-            Err(e) => return fail(&Error::io(image, e)),
-        }
-    };
-    let opts = RestoreOptions {
-        new_pid: a.new_pid,
-        pid_ns: a.pid_ns,
-        workers: a.workers,
-        // From a pipe, the writer may still hold the pid until the image is complete.
-        wait_for_pid: (image == Path::new("-")).then_some(std::time::Duration::from_secs(10)),
-        allow_changed_files: a.allow_changed_files,
-        shell_job: a.shell_job,
-        inherit_fds: a.inherit_fds,
-    };
-    let pipeline = default_pipeline();
-    let restored = match spirit_core::restore::restore(
-        BufReader::with_capacity(IO_BUF, src),
-        &name,
-        &opts,
-        &pipeline,
-    ) {
-        Ok(r) => r,
-        Err(e) => return fail(&e),
-    };
-    if let Some(p) = &a.pidfile {
-        if let Err(e) = std::fs::write(p, format!("{}\n", restored.pid)) {
-            eprintln!(
-                "spirit: warning: cannot write pid file {}: {e}",
-                p.display()
-            );
-        }
-    }
-    if a.detach {
-        println!("{}", restored.pid);
-        let _ = std::io::stdout().flush();
-        return 0;
-    }
-    eprintln!(
-        "spirit: restored pid {} ({} processes, {} threads, {}) in {} ms",
-        restored.pid,
-        restored.processes,
-        restored.threads,
-        mib(restored.page_bytes),
-        restored.total.as_millis()
-    );
-    wait_forwarding(restored.waiter, restored.pid)
-}
-
-/// Wait for the restored process like a shell waits for a program: terminating signals
-/// sent to us go to it, and its exit status becomes ours (128+N if killed by signal N).
-/// Meanwhile we are the tree's subreaper: its orphans are reaped here, not left as
-/// zombies under a PID 1 that may not reap (KERNEL-NOTES).
-fn wait_forwarding(waiter: i32, pid: i32) -> i32 {
-    let _ = spirit_kmod::set_child_subreaper();
-    let set = terminating_signals();
-    let _ = signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
-    std::thread::spawn(move || loop {
-        if let Ok(sig) = set.wait() {
-            let _ = signal::kill(Pid::from_raw(pid), sig);
-        }
-    });
-    loop {
-        match waitpid(None, None) {
-            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == waiter => return code,
-            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == waiter => return 128 + sig as i32,
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                eprintln!("spirit: error: waiting for pid {pid}: {e}");
-                return 1;
-            }
-        }
+/// Run one parsed `spirit` command line; returns the exit code.
+pub fn run(cli: Cli) -> i32 {
+    log::init_spirit(&cli.log);
+    match cli.cmd {
+        Cmd::Dump(a) => dump(a),
+        Cmd::Restore(a) => restore(a),
+        Cmd::Show { image, json } => show(&image, json),
+        Cmd::Check { json } => check(json),
+        Cmd::Plugins { json } => plugins(json),
+        Cmd::Client(c) => client(c),
     }
 }
 

@@ -108,8 +108,15 @@ fn dump_into<W: Write>(
 ) -> Result<DumpStats> {
     let t0 = Instant::now();
     freeze::check_access(pid)?;
+    tracing::debug!(pid, "dump: freezing the tree");
     let mut tree = freeze::freeze_tree(pid)?;
     let frozen_at = Instant::now();
+    tracing::debug!(
+        pid,
+        processes = tree.len(),
+        ms = t0.elapsed().as_millis() as u64,
+        "dump: tree frozen"
+    );
     let mut stats = DumpStats {
         pid,
         processes: tree.iter().filter(|f| f.zombie.is_none()).count(),
@@ -135,6 +142,7 @@ fn dump_into<W: Write>(
                 .collect::<Result<_>>()?,
         };
         for p in pipeline {
+            tracing::debug!(plugin = p.name(), "dump: dump_tree");
             states.push(p.dump_tree(&view)?);
         }
         let mut procs = Vec::new();
@@ -149,6 +157,11 @@ fn dump_into<W: Write>(
             procs.push(proc);
         }
         let total: u64 = runs.iter().flatten().map(|r| r.1 as u64).sum();
+        tracing::debug!(
+            page_bytes = total,
+            ms = frozen_at.elapsed().as_millis() as u64,
+            "dump: state collected, writing the image"
+        );
         stats.vmas = procs.iter().map(|p| p.vmas.len()).sum();
         stats.page_bytes = total;
         let hdr = build_header(&tree, &procs, pipeline);
@@ -171,12 +184,20 @@ fn dump_into<W: Write>(
             base += runs.iter().map(|r| r.1 as u64).sum::<u64>();
         }
         stats.image_bytes = w.position();
+        tracing::debug!(
+            image_bytes = stats.image_bytes,
+            ms = frozen_at.elapsed().as_millis() as u64,
+            "dump: pages written"
+        );
         let out = w.finish().map_err(|e| Error::io("image", e))?;
-        commit(out)
+        let ending = commit(out)?;
+        tracing::debug!(?ending, "dump: image committed");
+        Ok(ending)
     })();
     let ending = match written {
         Ok(e) => e,
         Err(e) => {
+            tracing::debug!(pid, "dump failed, resuming the tree as it was: {e}");
             drop(tree); // resumes every thread of every process as it was
             for (p, st) in pipeline.iter().zip(&mut states) {
                 p.dump_end(st, DumpOutcome::Failed);
@@ -208,6 +229,12 @@ fn dump_into<W: Write>(
     released?;
     stats.frozen = frozen_at.elapsed();
     stats.total = t0.elapsed();
+    tracing::debug!(
+        resumed = stats.resumed,
+        frozen_ms = stats.frozen.as_millis() as u64,
+        total_ms = stats.total.as_millis() as u64,
+        "dump: tree released"
+    );
     Ok(stats)
 }
 
@@ -368,6 +395,7 @@ fn collect_with_scratch(
             process: &proc,
             tree,
         };
+        tracing::debug!(pid, plugin = plugin.name(), "dump: plugin");
         if let Some(data) = plugin.dump(state, &mut ctx)? {
             proc.sections.push(Section {
                 plugin: plugin.name().to_string(),
@@ -377,7 +405,9 @@ fn collect_with_scratch(
         }
     }
     if let Some(fd) = fds.iter().find(|f| !f.claimed) {
-        return Err(fd.unsupported(pid));
+        let e = fd.unsupported(pid);
+        tracing::debug!(pid, fd = fd.fd, "dump: refused: {e}");
+        return Err(e);
     }
     Ok(proc)
 }

@@ -113,11 +113,18 @@ pub fn restore<R: Read>(
             Frame::Header(_) => unreachable!("the reader refuses a second header"),
         }
     };
+    tracing::debug!(
+        image = path,
+        processes = procs.len(),
+        ms = t0.elapsed().as_millis() as u64,
+        "restore: header and processes read"
+    );
     let nodes = check::tree_of(&header, &procs, path)?;
     for proc in &procs {
         check::validate(proc, pipeline, path)?;
         check::check_owner(proc)?;
     }
+    tracing::debug!("restore: image checked against this host");
     let view = TreeView {
         nodes: &nodes,
         procs: &procs,
@@ -130,11 +137,16 @@ pub fn restore<R: Read>(
         // what every restore child inherits (the terminal of `--shell-job`).
         park.above(own_highest_fd());
         for p in pipeline {
+            tracing::debug!(plugin = p.name(), "restore: plan_restore");
             states.push(p.plan_restore(&view, &mut park)?);
         }
         for proc in &procs {
             check::prepare(proc, pipeline, &mut states, opts)?;
         }
+        tracing::debug!(
+            ms = t0.elapsed().as_millis() as u64,
+            "restore: plugins prepared, building the tree"
+        );
         if !opts.new_pid && !opts.pid_ns {
             check::wait_for_free_ids(&nodes, &procs, &mut rd, opts.wait_for_pid)?;
         }
@@ -150,6 +162,15 @@ pub fn restore<R: Read>(
             &mut states,
         )
     })();
+    match &restored {
+        Ok((pid, _, bytes)) => tracing::debug!(
+            pid,
+            page_bytes = bytes,
+            ms = t0.elapsed().as_millis() as u64,
+            "restore: tree runs"
+        ),
+        Err(e) => tracing::debug!("restore failed, undoing what was set up: {e}"),
+    }
     for (p, st) in pipeline.iter().zip(&mut states) {
         p.restore_end(st, restored.is_ok());
     }
