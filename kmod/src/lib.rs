@@ -22,6 +22,7 @@ pub mod fd;
 mod mem;
 mod ptrace;
 mod remote;
+pub mod sockraw;
 mod sys;
 
 pub use cpu::{host_cpu, CpuFeatures, XComponent};
