@@ -331,3 +331,72 @@ fn bound_unconnected_tcp_socket() {
         1
     );
 }
+
+#[test]
+fn both_ends_of_a_loopback_connection_in_the_tree() {
+    if !can_repair() {
+        return;
+    }
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (mut b, _) = l.accept().unwrap();
+    drop(l);
+    let a_sent = fill(&mut a, 21, 0);
+    let b_sent = fill(&mut b, 22, 0);
+    let t = tree(&[a.as_raw_fd(), b.as_raw_fd()]);
+    let mut st = inet::DumpTree::new(&t).unwrap();
+    let _guard = LockGuard(st.lock_table().map(String::from));
+    let ra = inet::dump(&mut st, me(), a.as_raw_fd(), a.as_fd()).unwrap();
+    let rb = inet::dump(&mut st, me(), b.as_raw_fd(), b.as_fd()).unwrap();
+    st.end(DumpOutcome::Killed);
+    drop((a, b));
+    let (fa, fb) = (inet::restore(&ra).unwrap(), inet::restore(&rb).unwrap());
+    inet::finish(fa.as_fd(), &ra).unwrap();
+    inet::finish(fb.as_fd(), &rb).unwrap();
+    inet::unlock([&ra, &rb]).unwrap();
+    let (mut a, mut b) = (TcpStream::from(fa), TcpStream::from(fb));
+    let mut b2 = b.try_clone().unwrap();
+    let rd = std::thread::spawn(move || {
+        expect_range(&mut b2, 21, 0, a_sent, Duration::from_secs(30));
+    });
+    expect_range(&mut a, 22, 0, b_sent, Duration::from_secs(30));
+    rd.join().unwrap();
+    write_range(&mut a, 21, a_sent, a_sent + 100);
+    expect_range(&mut b, 21, a_sent, a_sent + 100, Duration::from_secs(5));
+    assert!(a.take_error().unwrap().is_none() && b.take_error().unwrap().is_none());
+}
+
+#[test]
+fn corrupt_records_are_errors_not_panics() {
+    let rec = inet::InetRecord {
+        family: libc::AF_INET6,
+        sotype: libc::SOCK_STREAM,
+        protocol: libc::IPPROTO_TCP,
+        state: tcp::ESTABLISHED,
+        local: Some("[::1]:80".parse().unwrap()),
+        peer: Some("[::1]:4000".parse().unwrap()),
+        tcp: Some(tcp::TcpConn {
+            send_queue: vec![1, 2, 3],
+            unsent: 2,
+            recv_queue: vec![4; 10],
+            ..Default::default()
+        }),
+        netlock: "spirit_lock_1_2".into(),
+        ..Default::default()
+    };
+    let bytes = inet::to_bytes(&rec);
+    assert_eq!(inet::from_bytes(&bytes).unwrap(), rec);
+    for cut in 0..bytes.len() {
+        let _ = inet::from_bytes(&bytes[..cut]);
+    }
+    for i in 0..bytes.len() {
+        for v in [0u8, 0xff, 0x41] {
+            let mut b = bytes.clone();
+            b[i] = v;
+            if let Ok(r) = inet::from_bytes(&b) {
+                let _ = inet::show(&r);
+            }
+        }
+    }
+    assert!(inet::from_bytes(b"garbage!").is_err());
+}

@@ -167,7 +167,10 @@ impl DumpTree {
             if family != libc::AF_INET && family != libc::AF_INET6 {
                 continue;
             }
-            let (local, peer) = addrs(sock.as_fd());
+            let (local, mut peer) = addrs(sock.as_fd());
+            if peer.is_none() && matches!(protocol, libc::IPPROTO_ICMP | libc::IPPROTO_ICMPV6) {
+                peer = udp::ping_peer(&format!("/proc/{pid}/net"), family, e.ino);
+            }
             let reuse_addr =
                 sockraw::getsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR)
                     .unwrap_or(0)

@@ -61,3 +61,35 @@ pub fn restore(rec: &InetRecord) -> Result<OwnedFd> {
     }
     Ok(s)
 }
+
+/// The destination a ping socket is connected to, from `/proc/PID/net/icmp` (or
+/// `icmp6`) by inode: getpeername says ENOTCONN for them (their "port" is 0).
+pub fn ping_peer(net_dir: &str, family: i32, ino: u64) -> Option<std::net::SocketAddr> {
+    let file = if family == libc::AF_INET6 {
+        "icmp6"
+    } else {
+        "icmp"
+    };
+    let text = std::fs::read_to_string(format!("{net_dir}/{file}")).ok()?;
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 10 || f[9].parse::<u64>().ok()? != ino {
+            continue;
+        }
+        let (ip, _) = f[2].split_once(':')?;
+        let addr: std::net::IpAddr = match ip.len() {
+            8 => std::net::Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.to_ne_bytes()).into(),
+            32 => {
+                let mut b = [0u8; 16];
+                for k in 0..4 {
+                    let w = u32::from_str_radix(&ip[8 * k..8 * k + 8], 16).ok()?;
+                    b[4 * k..4 * k + 4].copy_from_slice(&w.to_ne_bytes());
+                }
+                std::net::Ipv6Addr::from(b).into()
+            }
+            _ => return None,
+        };
+        return (!addr.is_unspecified()).then(|| std::net::SocketAddr::new(addr, 0));
+    }
+    None
+}
