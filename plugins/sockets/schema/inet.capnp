@@ -50,4 +50,6 @@ struct TcpConn {
   maxWindow @14 :UInt32;
   rcvWnd @15 :UInt32;
   rcvWup @16 :UInt32;
+  finSent @17 :Bool;       # the program had shut down writing (FIN_WAIT1/2): sndSeq and the
+                           # queues exclude the FIN, which is sent again after them
 }

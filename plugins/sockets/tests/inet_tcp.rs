@@ -400,3 +400,82 @@ fn corrupt_records_are_errors_not_panics() {
     }
     assert!(inet::from_bytes(b"garbage!").is_err());
 }
+
+/// The server shut down writing; after restore the client still gets every byte and
+/// then end-of-file, and can still send to the server until it closes too.
+fn half_closed(overfull: bool) {
+    if !can_repair() {
+        return;
+    }
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (mut server, _) = l.accept().unwrap();
+    drop(l);
+    let c_sent = fill(&mut client, 31, 0);
+    let s_sent = if overfull {
+        fill(&mut server, 32, 0)
+    } else {
+        write_range(&mut server, 32, 0, 1000);
+        1000
+    };
+    server.shutdown(std::net::Shutdown::Write).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let want = if overfull {
+        tcp::FIN_WAIT1
+    } else {
+        tcp::FIN_WAIT2
+    };
+    assert_eq!(tcp::info(server.as_fd()).unwrap().state, want);
+    let t = tree(&[server.as_raw_fd()]);
+    let mut st = inet::DumpTree::new(&t).unwrap();
+    let _guard = LockGuard(st.lock_table().map(String::from));
+    let rec = inet::dump(&mut st, me(), server.as_raw_fd(), server.as_fd()).unwrap();
+    assert_eq!(rec.state, want);
+    assert!(rec.tcp.as_ref().unwrap().fin_sent);
+    assert_eq!(inet::show(&rec)["state"], tcp::state_name(want));
+    st.end(DumpOutcome::Killed);
+    drop(server);
+    let rec = inet::from_bytes(&inet::to_bytes(&rec)).unwrap();
+    let fd = inet::restore(&rec).unwrap();
+    inet::finish(fd.as_fd(), &rec).unwrap();
+    inet::unlock([&rec]).unwrap();
+    let mut server = TcpStream::from(fd);
+    let mut r = server.try_clone().unwrap();
+    let reader = std::thread::spawn(move || {
+        expect_range(&mut r, 31, 0, c_sent + 100, Duration::from_secs(30));
+        let mut b = [0u8; 1];
+        assert_eq!(
+            std::io::Read::read(&mut r, &mut b).unwrap(),
+            0,
+            "client's EOF"
+        );
+    });
+    expect_range(&mut client, 32, 0, s_sent, Duration::from_secs(30));
+    let mut b = [0u8; 1];
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(
+        std::io::Read::read(&mut client, &mut b).unwrap(),
+        0,
+        "server's EOF"
+    );
+    write_range(&mut client, 31, c_sent, c_sent + 100);
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    reader.join().unwrap();
+    assert!(client.take_error().unwrap().is_none());
+    assert!(
+        std::io::Write::write(&mut server, b"x").is_err(),
+        "still shut down"
+    );
+}
+
+#[test]
+fn fin_wait2_survives_kill_and_restore() {
+    half_closed(false);
+}
+
+#[test]
+fn fin_wait1_with_unsent_data_survives_kill_and_restore() {
+    half_closed(true);
+}

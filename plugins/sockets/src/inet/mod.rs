@@ -217,7 +217,7 @@ impl DumpTree {
         let ids: Vec<u64> = me.socks.keys().copied().collect();
         for id in ids {
             let h = &me.socks[&id];
-            if !is_tcp(h) || tcp::info(h.sock.as_fd())?.state != tcp::ESTABLISHED {
+            if !is_tcp(h) || !tcp::repairable(tcp::info(h.sock.as_fd())?.state) {
                 continue;
             }
             if let Err(e) = tcp::set_repair(h.sock.as_fd(), true) {
@@ -311,7 +311,9 @@ pub fn dump(state: &mut DumpTree, pid: i32, fd: i32, sock: BorrowedFd<'_>) -> Re
         let i = tcp::info(s)?;
         rec.state = i.state;
         match i.state {
-            tcp::ESTABLISHED if h.repair => rec.tcp = Some(tcp::dump_conn(s).map_err(|e| refuse(e.to_string()))?),
+            st if tcp::repairable(st) && h.repair => {
+                rec.tcp = Some(tcp::dump_conn(s, st).map_err(|e| refuse(e.to_string()))?)
+            }
             tcp::LISTEN if i.unacked > 0 => {
                 return Err(refuse(format!(
                     "TCP listener on {} has {} connection(s) the kernel completed but the program has not accepted yet; spirit cannot restore a listener's accept queue: let the program accept them and checkpoint again",
@@ -323,7 +325,7 @@ pub fn dump(state: &mut DumpTree, pid: i32, fd: i32, sock: BorrowedFd<'_>) -> Re
             tcp::CLOSE => {}
             st => {
                 return Err(refuse(format!(
-                    "TCP socket {} → {} is in state {}, which spirit cannot restore (only ESTABLISHED, LISTEN and unconnected sockets are); checkpoint again once the connection is established or closed",
+                    "TCP socket {} → {} is in state {}, which spirit cannot restore (only ESTABLISHED, FIN_WAIT1/2, LISTEN and unconnected sockets are); checkpoint again once the connection is established or closed",
                     fmt_addr(h.local),
                     fmt_addr(h.peer),
                     tcp::state_name(st)
@@ -352,7 +354,7 @@ fn fmt_addr(a: Option<SocketAddr>) -> String {
 /// established connection comes back in repair mode: see [`finish`].
 pub fn restore(rec: &InetRecord) -> Result<OwnedFd> {
     match (rec.sotype, rec.protocol, rec.state) {
-        (libc::SOCK_STREAM, libc::IPPROTO_TCP, tcp::ESTABLISHED) => {
+        (libc::SOCK_STREAM, libc::IPPROTO_TCP, st) if tcp::repairable(st) => {
             let c = rec.tcp.as_ref().ok_or_else(|| {
                 Error::Restore("established TCP socket without its repair state".into())
             })?;
@@ -371,7 +373,7 @@ pub fn restore(rec: &InetRecord) -> Result<OwnedFd> {
 /// leaves repair mode and gets its unsent data queued. Nothing for other sockets.
 pub fn finish(sock: BorrowedFd<'_>, rec: &InetRecord) -> Result<()> {
     match &rec.tcp {
-        Some(c) if rec.state == tcp::ESTABLISHED => tcp::release(sock, rec, c),
+        Some(c) if tcp::repairable(rec.state) => tcp::release(sock, rec, c),
         _ => Ok(()),
     }
 }

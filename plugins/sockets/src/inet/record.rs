@@ -112,6 +112,7 @@ pub fn encode(rec: &InetRecord, mut b: inet_socket::Builder<'_>) {
         t.set_max_window(c.window[2]);
         t.set_rcv_wnd(c.window[3]);
         t.set_rcv_wup(c.window[4]);
+        t.set_fin_sent(c.fin_sent);
     }
     b.set_netlock(rec.netlock.as_str());
     b.set_rcv_dropped(rec.rcv_dropped);
@@ -168,6 +169,7 @@ pub fn decode(r: inet_socket::Reader<'_>) -> Result<InetRecord> {
                 t.get_rcv_wnd(),
                 t.get_rcv_wup(),
             ],
+            fin_sent: t.get_fin_sent(),
         })
     } else {
         None

@@ -13,11 +13,15 @@
 //!   the sent-but-unacknowledged part of the send queue; [`release`] later turns repair
 //!   off (a window probe) and queues the unsent tail with a normal send.
 //!
-//! States: ESTABLISHED, LISTEN and CLOSE are restored. A listener's accept queue (
-//! connections the kernel completed but the program did not accept) cannot be rebuilt
-//! and is refused; SYN_SENT, SYN_RECV and the closing states (FIN_WAIT1/2, CLOSE_WAIT,
-//! LAST_ACK, CLOSING) are refused naming the state: repair can only re-create a
-//! connection as ESTABLISHED, and faking the FIN exchange (what CRIU does) is not done.
+//! States: ESTABLISHED, LISTEN and CLOSE are restored, and FIN_WAIT1/FIN_WAIT2 (the
+//! program shut down writing, the peer may still send): rebuilt as ESTABLISHED without
+//! the FIN, which [`release`] sends again after the data (`shutdown(SHUT_WR)`; the
+//! peer takes it for a retransmission). A listener's accept queue (connections the
+//! kernel completed but the program did not accept) cannot be rebuilt and is refused.
+//! Refused naming the state: SYN_SENT, SYN_RECV, and the states where the peer's FIN
+//! was received (CLOSE_WAIT, LAST_ACK, CLOSING): repair cannot mark a FIN as received,
+//! and forging one from the peer (what CRIU does with a raw packet let through its
+//! lock) is not done.
 
 use super::{bind_to, InetRecord};
 use serde_json::{json, Value};
@@ -26,6 +30,8 @@ use spirit_kmod::sockraw;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 pub const ESTABLISHED: u8 = 1;
+pub const FIN_WAIT1: u8 = 4;
+pub const FIN_WAIT2: u8 = 5;
 pub const CLOSE: u8 = 7;
 pub const LISTEN: u8 = 10;
 
@@ -163,10 +169,20 @@ pub struct TcpConn {
     pub timestamp: u32,
     /// snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup.
     pub window: [u32; 5],
+    /// Writing was shut down (FIN_WAIT1/2): the FIN is not in `snd_seq` nor the queues.
+    pub fin_sent: bool,
 }
 
-/// Read an established connection already in repair mode (its flow locked).
-pub fn dump_conn(fd: BorrowedFd<'_>) -> Result<TcpConn> {
+/// Whether a connection in `state` is dumped through repair mode.
+pub fn repairable(state: u8) -> bool {
+    matches!(state, ESTABLISHED | FIN_WAIT1 | FIN_WAIT2)
+}
+
+/// Read a connection already in repair mode (its flow locked): ESTABLISHED, or
+/// FIN_WAIT1/2 (the program shut down writing: its FIN takes a sequence number, and
+/// counts in SIOCOUTQ/SIOCOUTQNSD while unacknowledged/unsent, but has no byte).
+pub fn dump_conn(fd: BorrowedFd<'_>, state: u8) -> Result<TcpConn> {
+    let fin = matches!(state, FIN_WAIT1 | FIN_WAIT2);
     let int =
         |name, what| sockraw::getsockopt_int(fd, libc::SOL_TCP, name).map_err(|e| sys(what, e));
     select_queue(fd, RECV_QUEUE)?;
@@ -174,9 +190,16 @@ pub fn dump_conn(fd: BorrowedFd<'_>) -> Result<TcpConn> {
     let inq = ioctl(fd, SIOCINQ, "SIOCINQ")?;
     let recv_queue = peek(fd, inq, "peeking the receive queue")?;
     select_queue(fd, SEND_QUEUE)?;
-    let snd_seq = int(TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ (send)")? as u32;
-    let outq = ioctl(fd, SIOCOUTQ, "SIOCOUTQ")?;
-    let unsent = ioctl(fd, SIOCOUTQNSD, "SIOCOUTQNSD")?.min(outq);
+    let mut snd_seq = int(TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ (send)")? as u32;
+    let mut outq = ioctl(fd, SIOCOUTQ, "SIOCOUTQ")?;
+    let mut unsent = ioctl(fd, SIOCOUTQNSD, "SIOCOUTQNSD")?.min(outq);
+    if fin {
+        snd_seq = snd_seq.wrapping_sub(1);
+        if state == FIN_WAIT1 {
+            outq = outq.saturating_sub(1);
+            unsent = unsent.saturating_sub(1);
+        }
+    }
     let send_queue = peek(fd, outq, "peeking the send queue")?;
     select_queue(fd, NO_QUEUE)?;
     let i = info(fd)?;
@@ -203,6 +226,7 @@ pub fn dump_conn(fd: BorrowedFd<'_>) -> Result<TcpConn> {
         opt_timestamps: i.options & TCPI_OPT_TIMESTAMPS != 0,
         timestamp,
         window,
+        fin_sent: fin,
     })
 }
 
@@ -346,7 +370,13 @@ pub fn release(fd: BorrowedFd<'_>, rec: &InetRecord, c: &TcpConn) -> Result<()> 
         fd,
         &c.send_queue[c.send_queue.len() - unsent..],
         "queueing the unsent data",
-    )
+    )?;
+    if c.fin_sent {
+        // The FIN again, after the data, at the sequence number it had.
+        nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Write)
+            .map_err(|e| sys("shutdown(SHUT_WR)", e))?;
+    }
+    Ok(())
 }
 
 /// A listening socket: bound in repair mode (so established connections already
