@@ -17,6 +17,14 @@ struct InetSocket {
   netlock @9 :Text;        # nft table (family inet) that held this socket's flows at dump; "" none
   rcvDropped @10 :UInt32;  # datagram sockets: bytes of the first queued datagram, dropped (see udp.rs)
   reuseAddr @11 :Bool;     # SO_REUSEADDR as the program set it (TCP repair mode hides and resets it)
+  mcast @12 :List(Membership);  # datagram sockets: multicast groups joined (see mcast.rs)
+}
+
+struct Membership {
+  ifindex @0 :UInt32;
+  group @1 :Data;          # 4 or 16 bytes
+  exclude @2 :Bool;        # EXCLUDE mode (any source but `sources`), else INCLUDE (only them)
+  sources @3 :List(Data);
 }
 
 struct Addr {

@@ -213,3 +213,122 @@ fn icmp_ping_socket_in_a_private_netns() {
     });
     r.join().unwrap();
 }
+
+fn group_req(ifindex: u32, group: std::net::IpAddr, source: Option<std::net::IpAddr>) -> Vec<u8> {
+    fn ss(ip: std::net::IpAddr) -> [u8; 128] {
+        let mut b = [0u8; 128];
+        match ip {
+            std::net::IpAddr::V4(a) => {
+                b[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+                b[4..8].copy_from_slice(&a.octets());
+            }
+            std::net::IpAddr::V6(a) => {
+                b[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+                b[8..24].copy_from_slice(&a.octets());
+            }
+        }
+        b
+    }
+    let mut b = vec![0u8; 8];
+    b[..4].copy_from_slice(&ifindex.to_ne_bytes());
+    b.extend_from_slice(&ss(group));
+    if let Some(s) = source {
+        b.extend_from_slice(&ss(s));
+    }
+    b
+}
+
+#[test]
+fn multicast_memberships_are_found_and_joined_again() {
+    use spirit_sockets::inet::mcast::Membership;
+    let lo = nix::net::if_::if_nametoindex("lo").unwrap();
+    // IPv4: one any-source group with a blocked source, one source-specific group.
+    let a = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let (g1, g2, src): (std::net::IpAddr, std::net::IpAddr, std::net::IpAddr) = (
+        "239.77.1.2".parse().unwrap(),
+        "232.77.1.3".parse().unwrap(),
+        "127.0.0.9".parse().unwrap(),
+    );
+    let lv = libc::SOL_IP;
+    sockraw::setsockopt_bytes(
+        a.as_fd(),
+        lv,
+        libc::MCAST_JOIN_GROUP,
+        &group_req(lo, g1, None),
+    )
+    .unwrap();
+    sockraw::setsockopt_bytes(
+        a.as_fd(),
+        lv,
+        libc::MCAST_BLOCK_SOURCE,
+        &group_req(lo, g1, Some(src)),
+    )
+    .unwrap();
+    sockraw::setsockopt_bytes(
+        a.as_fd(),
+        lv,
+        libc::MCAST_JOIN_SOURCE_GROUP,
+        &group_req(lo, g2, Some(src)),
+    )
+    .unwrap();
+    // Another socket of this process in one more group: not ours, must not show up.
+    let other = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let g3: std::net::IpAddr = "239.77.1.4".parse().unwrap();
+    sockraw::setsockopt_bytes(
+        other.as_fd(),
+        lv,
+        libc::MCAST_JOIN_GROUP,
+        &group_req(lo, g3, None),
+    )
+    .unwrap();
+    let (rec, n) = dump_close_restore(OwnedFd::from(a));
+    let mut got = rec.mcast.clone();
+    got.sort_by_key(|m| m.group);
+    assert_eq!(
+        got,
+        vec![
+            Membership {
+                ifindex: lo,
+                group: g2,
+                exclude: false,
+                sources: vec![src]
+            },
+            Membership {
+                ifindex: lo,
+                group: g1,
+                exclude: true,
+                sources: vec![src]
+            },
+        ]
+    );
+    let mut again = inet::mcast::dump(n.as_fd(), libc::AF_INET, "/proc/self/net");
+    again.sort_by_key(|m| m.group);
+    assert_eq!(again, got, "the restored socket is in the same groups");
+    assert_eq!(inet::show(&rec)["multicast"].as_array().unwrap().len(), 2);
+
+    // IPv6.
+    let b = UdpSocket::bind("[::]:0").unwrap();
+    let g6: std::net::IpAddr = "ff15::7:1234".parse().unwrap();
+    sockraw::setsockopt_bytes(
+        b.as_fd(),
+        libc::SOL_IPV6,
+        libc::MCAST_JOIN_GROUP,
+        &group_req(lo, g6, None),
+    )
+    .unwrap();
+    let (rec, n) = dump_close_restore(OwnedFd::from(b));
+    assert_eq!(
+        rec.mcast,
+        vec![Membership {
+            ifindex: lo,
+            group: g6,
+            exclude: true,
+            sources: vec![]
+        }]
+    );
+    assert_eq!(
+        inet::mcast::dump(n.as_fd(), libc::AF_INET6, "/proc/self/net"),
+        rec.mcast
+    );
+    drop(other);
+}

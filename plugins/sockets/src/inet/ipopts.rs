@@ -10,9 +10,7 @@
 //! program chose). Restore: each recorded option is set on the new socket before
 //! `bind` (V6ONLY, FREEBIND, TRANSPARENT and REUSEPORT must be; the others may).
 //!
-//! Not readable back from the kernel, so not kept: multicast group memberships
-//! (IP_ADD_MEMBERSHIP / IPV6_JOIN_GROUP are write-only; /proc/net/igmp counts users
-//! per interface, not per socket). See udp.rs for how that is handled.
+//! Multicast group memberships are not options one can read back: mcast.rs.
 
 use serde_json::{json, Value};
 use spirit_core::{Error, Result};

@@ -29,6 +29,7 @@
 //! target confirms, since the original sockets are gone by then.
 
 pub mod ipopts;
+pub mod mcast;
 pub mod netlock;
 mod record;
 pub mod tcp;
@@ -61,6 +62,8 @@ pub struct InetRecord {
     /// Datagram sockets: bytes of the first waiting datagram, dropped.
     pub rcv_dropped: u32,
     pub reuse_addr: bool,
+    /// Datagram sockets: multicast memberships.
+    pub mcast: Vec<mcast::Membership>,
 }
 
 /// A socket of the family, type and protocol given (close-on-exec; the framework sets
@@ -334,6 +337,7 @@ pub fn dump(state: &mut DumpTree, pid: i32, fd: i32, sock: BorrowedFd<'_>) -> Re
         }
     } else if h.sotype == libc::SOCK_DGRAM && dgram_protos.contains(&h.protocol) {
         rec.rcv_dropped = udp::dump(s, pid, fd)?;
+        rec.mcast = mcast::dump(s, h.family, &format!("/proc/{pid}/net"));
     } else {
         return Err(refuse(format!(
             "{} socket of type {} and protocol {}, which spirit cannot checkpoint (TCP, UDP, UDPLite and ICMP ping sockets are supported)",

@@ -2,12 +2,13 @@
 //! `spirit show`. Bad bytes from an image are errors, never panics.
 
 use super::ipopts::Opt;
+use super::mcast::Membership;
 use super::tcp::{self, TcpConn};
 use super::InetRecord;
 use crate::inet_capnp::{addr, inet_socket};
 use serde_json::{json, Value};
 use spirit_core::{Error, Result};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 fn bad(what: impl std::fmt::Display) -> Error {
     Error::Restore(format!(
@@ -117,6 +118,34 @@ pub fn encode(rec: &InetRecord, mut b: inet_socket::Builder<'_>) {
     b.set_netlock(rec.netlock.as_str());
     b.set_rcv_dropped(rec.rcv_dropped);
     b.set_reuse_addr(rec.reuse_addr);
+    let mut ml = b.reborrow().init_mcast(rec.mcast.len() as u32);
+    for (i, m) in rec.mcast.iter().enumerate() {
+        let mut e = ml.reborrow().get(i as u32);
+        e.set_ifindex(m.ifindex);
+        e.set_group(&ip_bytes(m.group));
+        e.set_exclude(m.exclude);
+        let mut sl = e.init_sources(m.sources.len() as u32);
+        for (k, s) in m.sources.iter().enumerate() {
+            sl.set(k as u32, &ip_bytes(*s));
+        }
+    }
+}
+
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+fn get_ip(b: &[u8]) -> Result<IpAddr> {
+    if let Ok(v4) = <[u8; 4]>::try_from(b) {
+        Ok(IpAddr::from(v4))
+    } else if let Ok(v6) = <[u8; 16]>::try_from(b) {
+        Ok(IpAddr::from(v6))
+    } else {
+        Err(bad(format!("an address of {} bytes", b.len())))
+    }
 }
 
 /// Read an `InetSocket` back.
@@ -180,7 +209,21 @@ pub fn decode(r: inet_socket::Reader<'_>) -> Result<InetRecord> {
         .to_str()
         .map_err(bad)?
         .to_string();
+    let mut mcast = Vec::new();
+    for m in r.get_mcast().map_err(bad)?.iter() {
+        let mut sources = Vec::new();
+        for s in m.get_sources().map_err(bad)?.iter() {
+            sources.push(get_ip(s.map_err(bad)?)?);
+        }
+        mcast.push(Membership {
+            ifindex: m.get_ifindex(),
+            group: get_ip(m.get_group().map_err(bad)?)?,
+            exclude: m.get_exclude(),
+            sources,
+        });
+    }
     Ok(InetRecord {
+        mcast,
         family,
         sotype: r.get_type() as i32,
         protocol: r.get_protocol() as i32,
@@ -235,6 +278,7 @@ pub fn show(rec: &InetRecord) -> Value {
     }
     if rec.sotype == libc::SOCK_DGRAM {
         v["dropped_datagram_bytes"] = json!(rec.rcv_dropped);
+        v["multicast"] = super::mcast::show(&rec.mcast);
     }
     v
 }

@@ -11,9 +11,8 @@
 //!   lost datagram;
 //! - corked data (UDP_CORK on with a datagram being built) cannot be read back: such a
 //!   socket is refused, naming pid and fd;
-//! - multicast memberships cannot be read back from the kernel (see ipopts.rs): a
-//!   program that joined groups must join them again. A socket with IP_MULTICAST_ALL
-//!   off or a multicast option set is the sign; nothing is refused for it.
+//!
+//! Multicast memberships are kept (found by probing, see mcast.rs).
 
 use super::{bind_to, InetRecord};
 use spirit_core::{Error, Result};
@@ -54,6 +53,7 @@ pub fn restore(rec: &InetRecord) -> Result<OwnedFd> {
         bind_to(fd, local)?;
     }
     super::ipopts::restore(fd, &rec.opts, false)?;
+    super::mcast::restore(fd, rec.family, &rec.mcast)?;
     if let Some(peer) = rec.peer {
         let ss = nix::sys::socket::SockaddrStorage::from(peer);
         nix::sys::socket::connect(fd.as_raw_fd(), &ss)
