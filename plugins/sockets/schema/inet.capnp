@@ -60,4 +60,6 @@ struct TcpConn {
   rcvWup @16 :UInt32;
   finSent @17 :Bool;       # the program had shut down writing (FIN_WAIT1/2): sndSeq and the
                            # queues exclude the FIN, which is sent again after them
+  finReceived @18 :Bool;   # the peer's FIN had arrived (CLOSE_WAIT, LAST_ACK, CLOSING): rcvSeq
+                           # excludes it; it is replayed at restore (fin.rs)
 }

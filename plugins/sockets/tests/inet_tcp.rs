@@ -268,6 +268,7 @@ fn refusals_name_the_state() {
     // Not yet accepted.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let _waiting = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let _guard0: LockGuard;
     std::thread::sleep(Duration::from_millis(50));
     let t = tree(&[l.as_raw_fd()]);
     let mut st = inet::DumpTree::new(&t).unwrap();
@@ -280,16 +281,31 @@ fn refusals_name_the_state() {
         "{e}"
     );
     drop(st);
-    // CLOSE_WAIT: the peer closed.
-    let (server, _) = l.accept().unwrap();
-    drop(_waiting);
-    std::thread::sleep(Duration::from_millis(50));
-    let t = tree(&[server.as_raw_fd()]);
+    // SYN_SENT: a listener whose accept queue is full drops further SYNs.
+    let full = TcpListener::bind("127.0.0.1:0").unwrap();
+    nix::sys::socket::listen(&full, nix::sys::socket::Backlog::new(0).unwrap()).unwrap();
+    let fa = full.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    let syn_sent = loop {
+        let s =
+            spirit_kmod::sockraw::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0)
+                .unwrap();
+        let _ =
+            nix::sys::socket::connect(s.as_raw_fd(), &nix::sys::socket::SockaddrStorage::from(fa));
+        std::thread::sleep(Duration::from_millis(50));
+        if tcp::info(s.as_fd()).unwrap().state == 2 {
+            break s;
+        }
+        fillers.push(s);
+        assert!(fillers.len() < 10, "the accept queue never filled");
+    };
+    let t = tree(&[syn_sent.as_raw_fd()]);
     let mut st = inet::DumpTree::new(&t).unwrap();
-    let e = inet::dump(&mut st, me(), server.as_raw_fd(), server.as_fd())
+    let _guard = LockGuard(st.lock_table().map(String::from));
+    let e = inet::dump(&mut st, me(), syn_sent.as_raw_fd(), syn_sent.as_fd())
         .unwrap_err()
         .to_string();
-    assert!(e.contains("CLOSE_WAIT"), "{e}");
+    assert!(e.contains("SYN_SENT"), "{e}");
     st.end(DumpOutcome::Failed);
     // A raw socket is not ours to restore.
     let raw = raw_socket();
@@ -478,4 +494,88 @@ fn fin_wait2_survives_kill_and_restore() {
 #[test]
 fn fin_wait1_with_unsent_data_survives_kill_and_restore() {
     half_closed(true);
+}
+
+/// The client shut down writing first (the server in CLOSE_WAIT) — and, with
+/// `server_too`, the server then too, its FIN stuck behind unsent data (LAST_ACK).
+fn peer_closed(server_too: bool) {
+    if !can_repair() {
+        return;
+    }
+    let l = TcpListener::bind("[::1]:0").unwrap();
+    let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (mut server, _) = l.accept().unwrap();
+    drop(l);
+    write_range(&mut client, 41, 0, 5000);
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let s_sent = if server_too {
+        let n = fill(&mut server, 42, 0);
+        server.shutdown(std::net::Shutdown::Write).unwrap();
+        n
+    } else {
+        0
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let want = if server_too {
+        tcp::LAST_ACK
+    } else {
+        tcp::CLOSE_WAIT
+    };
+    assert_eq!(tcp::info(server.as_fd()).unwrap().state, want);
+    let t = tree(&[server.as_raw_fd()]);
+    let mut st = inet::DumpTree::new(&t).unwrap();
+    let _guard = LockGuard(st.lock_table().map(String::from));
+    let rec = inet::dump(&mut st, me(), server.as_raw_fd(), server.as_fd()).unwrap();
+    assert_eq!(rec.state, want);
+    assert!(rec.tcp.as_ref().unwrap().fin_received);
+    st.end(DumpOutcome::Killed);
+    drop(server);
+    let rec = inet::from_bytes(&inet::to_bytes(&rec)).unwrap();
+    let fd = inet::restore(&rec).unwrap();
+    inet::finish(fd.as_fd(), &rec).unwrap();
+    assert_eq!(
+        tcp::info(fd.as_fd()).unwrap().state,
+        want,
+        "the FIN was replayed"
+    );
+    inet::unlock([&rec]).unwrap();
+    let mut server = TcpStream::from(fd);
+    expect_range(&mut server, 41, 0, 5000, Duration::from_secs(10));
+    let mut b = [0u8; 1];
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(
+        std::io::Read::read(&mut server, &mut b).unwrap(),
+        0,
+        "client's EOF"
+    );
+    let s_end = if server_too {
+        s_sent
+    } else {
+        write_range(&mut server, 42, 0, 3000);
+        server.shutdown(std::net::Shutdown::Write).unwrap();
+        3000
+    };
+    expect_range(&mut client, 42, 0, s_end, Duration::from_secs(30));
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(
+        std::io::Read::read(&mut client, &mut b).unwrap(),
+        0,
+        "server's EOF"
+    );
+    assert!(client.take_error().unwrap().is_none());
+    assert!(server.take_error().unwrap().is_none());
+}
+
+#[test]
+fn close_wait_survives_kill_and_restore() {
+    peer_closed(false);
+}
+
+#[test]
+fn last_ack_with_unsent_data_survives_kill_and_restore() {
+    peer_closed(true);
 }

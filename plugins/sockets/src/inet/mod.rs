@@ -28,6 +28,7 @@
 //! missing table); the source removes its own with [`netlock::remove_table`] once the
 //! target confirms, since the original sockets are gone by then.
 
+mod fin;
 pub mod ipopts;
 pub mod mcast;
 pub mod netlock;
@@ -328,7 +329,7 @@ pub fn dump(state: &mut DumpTree, pid: i32, fd: i32, sock: BorrowedFd<'_>) -> Re
             tcp::CLOSE => {}
             st => {
                 return Err(refuse(format!(
-                    "TCP socket {} → {} is in state {}, which spirit cannot restore (only ESTABLISHED, FIN_WAIT1/2, LISTEN and unconnected sockets are); checkpoint again once the connection is established or closed",
+                    "TCP socket {} → {} is in state {}, which spirit cannot restore (only ESTABLISHED, the half-closed and closing states, LISTEN and unconnected sockets are); checkpoint again once the connection is established or closed",
                     fmt_addr(h.local),
                     fmt_addr(h.peer),
                     tcp::state_name(st)

@@ -7,7 +7,8 @@
 //! chain at the raw priority: per established flow one drop rule each way; per
 //! listening socket one input rule for its port, so a client that connects while the
 //! tree is frozen has its SYN dropped and retries into the restored listener (it never
-//! lands in the frozen listener's accept queue, which cannot be restored).
+//! lands in the frozen listener's accept queue, which cannot be restored). Packets
+//! carrying [`super::fin::MARK`] pass: the peer's FIN replayed by the restore.
 //!
 //! The table is created in the tree's network namespace (through `nsenter` when that is
 //! not the dumper's). Its name goes into the image: the restore on the same host removes
@@ -59,7 +60,8 @@ fn ip_match(ip: IpAddr) -> (&'static str, String) {
 }
 
 fn rules(flows: &[Flow]) -> (Vec<String>, Vec<String>) {
-    let (mut input, mut output) = (Vec::new(), Vec::new());
+    let mut input = vec![format!("meta mark {:#x} accept", super::fin::MARK)];
+    let mut output = Vec::new();
     for f in flows {
         match f {
             Flow::Conn { local, peer } => {
@@ -224,7 +226,8 @@ mod tests {
                 local: "[::]:6000".parse().unwrap(),
             },
         ];
-        let (i, o) = rules(&flows);
+        let (mut i, o) = rules(&flows);
+        assert_eq!(i.remove(0), "meta mark 0x53504952 accept");
         assert_eq!(
             i[0],
             "ip saddr 127.0.0.1 ip daddr 127.0.0.1 tcp sport 40000 tcp dport 5000 drop"

@@ -114,6 +114,7 @@ pub fn encode(rec: &InetRecord, mut b: inet_socket::Builder<'_>) {
         t.set_rcv_wnd(c.window[3]);
         t.set_rcv_wup(c.window[4]);
         t.set_fin_sent(c.fin_sent);
+        t.set_fin_received(c.fin_received);
     }
     b.set_netlock(rec.netlock.as_str());
     b.set_rcv_dropped(rec.rcv_dropped);
@@ -199,6 +200,7 @@ pub fn decode(r: inet_socket::Reader<'_>) -> Result<InetRecord> {
                 t.get_rcv_wup(),
             ],
             fin_sent: t.get_fin_sent(),
+            fin_received: t.get_fin_received(),
         })
     } else {
         None

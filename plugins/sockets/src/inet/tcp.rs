@@ -13,15 +13,14 @@
 //!   the sent-but-unacknowledged part of the send queue; [`release`] later turns repair
 //!   off (a window probe) and queues the unsent tail with a normal send.
 //!
-//! States: ESTABLISHED, LISTEN and CLOSE are restored, and FIN_WAIT1/FIN_WAIT2 (the
-//! program shut down writing, the peer may still send): rebuilt as ESTABLISHED without
-//! the FIN, which [`release`] sends again after the data (`shutdown(SHUT_WR)`; the
-//! peer takes it for a retransmission). A listener's accept queue (connections the
-//! kernel completed but the program did not accept) cannot be rebuilt and is refused.
-//! Refused naming the state: SYN_SENT, SYN_RECV, and the states where the peer's FIN
-//! was received (CLOSE_WAIT, LAST_ACK, CLOSING): repair cannot mark a FIN as received,
-//! and forging one from the peer (what CRIU does with a raw packet let through its
-//! lock) is not done.
+//! States: ESTABLISHED, LISTEN and CLOSE are restored, and the half-closed and closing
+//! ones, rebuilt as ESTABLISHED without their FINs: FIN_WAIT1/FIN_WAIT2 (the program
+//! shut down writing) get theirs sent again after the data by [`release`]
+//! (`shutdown(SHUT_WR)`; the peer takes it for a retransmission); CLOSE_WAIT (the peer
+//! did) gets the peer's FIN replayed (fin.rs); LAST_ACK and CLOSING get both, in the
+//! order they came. A listener's accept queue (connections the kernel completed but
+//! the program did not accept) cannot be rebuilt and is refused; SYN_SENT and
+//! SYN_RECV are refused naming the state.
 
 use super::{bind_to, InetRecord};
 use serde_json::{json, Value};
@@ -32,6 +31,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 pub const ESTABLISHED: u8 = 1;
 pub const FIN_WAIT1: u8 = 4;
 pub const FIN_WAIT2: u8 = 5;
+pub const CLOSE_WAIT: u8 = 8;
+pub const LAST_ACK: u8 = 9;
+pub const CLOSING: u8 = 11;
 pub const CLOSE: u8 = 7;
 pub const LISTEN: u8 = 10;
 
@@ -169,24 +171,37 @@ pub struct TcpConn {
     pub timestamp: u32,
     /// snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup.
     pub window: [u32; 5],
-    /// Writing was shut down (FIN_WAIT1/2): the FIN is not in `snd_seq` nor the queues.
+    /// Writing was shut down (FIN_WAIT1/2, LAST_ACK, CLOSING): our FIN is not in
+    /// `snd_seq` nor the queues.
     pub fin_sent: bool,
+    /// The peer's FIN had arrived (CLOSE_WAIT, LAST_ACK, CLOSING): `rcv_seq` is its
+    /// sequence number (it is replayed at restore).
+    pub fin_received: bool,
 }
 
 /// Whether a connection in `state` is dumped through repair mode.
 pub fn repairable(state: u8) -> bool {
-    matches!(state, ESTABLISHED | FIN_WAIT1 | FIN_WAIT2)
+    matches!(
+        state,
+        ESTABLISHED | FIN_WAIT1 | FIN_WAIT2 | CLOSE_WAIT | LAST_ACK | CLOSING
+    )
 }
 
 /// Read a connection already in repair mode (its flow locked): ESTABLISHED, or
 /// FIN_WAIT1/2 (the program shut down writing: its FIN takes a sequence number, and
 /// counts in SIOCOUTQ/SIOCOUTQNSD while unacknowledged/unsent, but has no byte).
 pub fn dump_conn(fd: BorrowedFd<'_>, state: u8) -> Result<TcpConn> {
-    let fin = matches!(state, FIN_WAIT1 | FIN_WAIT2);
+    let fin = matches!(state, FIN_WAIT1 | FIN_WAIT2 | LAST_ACK | CLOSING);
+    let fin_unacked = matches!(state, FIN_WAIT1 | LAST_ACK | CLOSING);
+    let fin_received = matches!(state, CLOSE_WAIT | LAST_ACK | CLOSING);
     let int =
         |name, what| sockraw::getsockopt_int(fd, libc::SOL_TCP, name).map_err(|e| sys(what, e));
     select_queue(fd, RECV_QUEUE)?;
-    let rcv_seq = int(TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ (receive)")? as u32;
+    let mut rcv_seq = int(TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ (receive)")? as u32;
+    if fin_received {
+        // rcv_nxt counts the FIN; SIOCINQ does not.
+        rcv_seq = rcv_seq.wrapping_sub(1);
+    }
     let inq = ioctl(fd, SIOCINQ, "SIOCINQ")?;
     let recv_queue = peek(fd, inq, "peeking the receive queue")?;
     select_queue(fd, SEND_QUEUE)?;
@@ -195,7 +210,7 @@ pub fn dump_conn(fd: BorrowedFd<'_>, state: u8) -> Result<TcpConn> {
     let mut unsent = ioctl(fd, SIOCOUTQNSD, "SIOCOUTQNSD")?.min(outq);
     if fin {
         snd_seq = snd_seq.wrapping_sub(1);
-        if state == FIN_WAIT1 {
+        if fin_unacked {
             outq = outq.saturating_sub(1);
             unsent = unsent.saturating_sub(1);
         }
@@ -227,6 +242,7 @@ pub fn dump_conn(fd: BorrowedFd<'_>, state: u8) -> Result<TcpConn> {
         timestamp,
         window,
         fin_sent: fin,
+        fin_received,
     })
 }
 
@@ -339,7 +355,12 @@ pub fn restore_conn(rec: &InetRecord, c: &TcpConn) -> Result<OwnedFd> {
         room(fd, false, c.recv_queue.len())?;
         push(fd, &c.recv_queue, "refilling the receive queue")?;
     }
-    let w: Vec<u8> = c.window.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let mut window = c.window;
+    // rcv_wup may not be past rcv_nxt, which lacks the peer's FIN until it is replayed.
+    if (window[4].wrapping_sub(c.rcv_seq) as i32) > 0 {
+        window[4] = c.rcv_seq;
+    }
+    let w: Vec<u8> = window.iter().flat_map(|v| v.to_ne_bytes()).collect();
     sockraw::setsockopt_bytes(fd, libc::SOL_TCP, TCP_REPAIR_WINDOW, &w)
         .map_err(|e| sys("TCP_REPAIR_WINDOW", e))?;
     select_queue(fd, SEND_QUEUE)?;
@@ -371,10 +392,46 @@ pub fn release(fd: BorrowedFd<'_>, rec: &InetRecord, c: &TcpConn) -> Result<()> 
         &c.send_queue[c.send_queue.len() - unsent..],
         "queueing the unsent data",
     )?;
-    if c.fin_sent {
-        // The FIN again, after the data, at the sequence number it had.
+    // Our FIN again, after the data, at the sequence number it had; the peer's FIN
+    // replayed; in the order they came (CLOSING: ours first).
+    let shut = || {
         nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Write)
-            .map_err(|e| sys("shutdown(SHUT_WR)", e))?;
+            .map_err(|e| sys("shutdown(SHUT_WR)", e))
+    };
+    if c.fin_sent && rec.state == CLOSING {
+        shut()?;
+    }
+    if c.fin_received {
+        replay_fin(fd, rec, c)?;
+    }
+    if c.fin_sent && rec.state != CLOSING {
+        shut()?;
+    }
+    Ok(())
+}
+
+fn replay_fin(fd: BorrowedFd<'_>, rec: &InetRecord, c: &TcpConn) -> Result<()> {
+    let (Some(local), Some(peer)) = (rec.local, rec.peer) else {
+        return Err(Error::Restore("connection without addresses".into()));
+    };
+    let before = info(fd)?.state;
+    let snd_una = c.snd_seq.wrapping_sub(c.send_queue.len() as u32);
+    let shift = if c.opt_wscale {
+        c.snd_wscale.min(14)
+    } else {
+        0
+    };
+    let window = (c.window[1] >> shift).min(0xffff) as u16;
+    super::fin::replay(local, peer, c.rcv_seq, snd_una, window)?;
+    let start = std::time::Instant::now();
+    while info(fd)?.state == before {
+        if start.elapsed() > std::time::Duration::from_secs(2) {
+            return Err(Error::Restore(format!(
+                "the replayed FIN of {peer} was not taken by the connection to {local} (still {})",
+                state_name(before)
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
     Ok(())
 }
