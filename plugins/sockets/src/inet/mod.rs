@@ -81,8 +81,12 @@ pub fn new_socket(family: i32, sotype: i32, protocol: i32) -> Result<OwnedFd> {
 
 pub(crate) fn bind_to(fd: BorrowedFd<'_>, a: SocketAddr) -> Result<()> {
     let ss = nix::sys::socket::SockaddrStorage::from(a);
-    nix::sys::socket::bind(fd.as_raw_fd(), &ss)
-        .map_err(|e| Error::Restore(format!("bind to {a}: {e}")))
+    nix::sys::socket::bind(fd.as_raw_fd(), &ss).map_err(|e| match e {
+        nix::errno::Errno::EADDRNOTAVAIL => Error::Restore(format!(
+            "bind to {a}: the address is not on this host (a migrated socket needs its address moved with the process)"
+        )),
+        e => Error::Restore(format!("bind to {a}: {e}")),
+    })
 }
 
 fn sock_addr(ss: Option<nix::sys::socket::SockaddrStorage>) -> Option<SocketAddr> {
