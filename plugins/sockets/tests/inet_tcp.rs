@@ -579,3 +579,45 @@ fn close_wait_survives_kill_and_restore() {
 fn last_ack_with_unsent_data_survives_kill_and_restore() {
     peer_closed(true);
 }
+
+/// Without the lock, a segment from the client while the server's socket is gone gets
+/// a reset; with it, the segment is dropped and retransmitted into the restored one.
+fn lock_holds(bind: &str) {
+    if !can_repair() {
+        return;
+    }
+    let l = TcpListener::bind(bind).unwrap();
+    let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (server, _) = l.accept().unwrap();
+    drop(l);
+    let t = tree(&[server.as_raw_fd()]);
+    let mut st = inet::DumpTree::new(&t).unwrap();
+    let _guard = LockGuard(st.lock_table().map(String::from));
+    let rec = inet::dump(&mut st, me(), server.as_raw_fd(), server.as_fd()).unwrap();
+    st.end(DumpOutcome::Killed);
+    drop(server);
+    write_range(&mut client, 51, 0, 10);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        client.take_error().unwrap().is_none(),
+        "no reset while locked"
+    );
+    assert_eq!(tcp::info(client.as_fd()).unwrap().state, tcp::ESTABLISHED);
+    let fd = inet::restore(&rec).unwrap();
+    inet::finish(fd.as_fd(), &rec).unwrap();
+    inet::unlock([&rec]).unwrap();
+    let mut server = TcpStream::from(fd);
+    expect_range(&mut server, 51, 0, 10, Duration::from_secs(10));
+    write_range(&mut client, 51, 10, 20);
+    expect_range(&mut server, 51, 10, 20, Duration::from_secs(10));
+}
+
+#[test]
+fn lock_holds_ipv4_segments_while_the_socket_is_gone() {
+    lock_holds("127.0.0.1:0");
+}
+
+#[test]
+fn lock_holds_ipv6_segments_while_the_socket_is_gone() {
+    lock_holds("[::1]:0");
+}

@@ -59,34 +59,68 @@ fn ip_match(ip: IpAddr) -> (&'static str, String) {
     }
 }
 
-fn rules(flows: &[Flow]) -> (Vec<String>, Vec<String>) {
-    let mut input = vec![format!("meta mark {:#x} accept", super::fin::MARK)];
-    let mut output = Vec::new();
+/// The table's body: one set of connections per IP version (a lookup per packet, and
+/// an nft transaction whose cost hardly grows with the number of connections), one
+/// rule per listener.
+fn script(name: &str, flows: &[Flow]) -> String {
+    let (mut c4, mut c6, mut listen) = (Vec::new(), Vec::new(), Vec::new());
     for f in flows {
         match f {
             Flow::Conn { local, peer } => {
                 let (fam, l) = ip_match(local.ip());
                 let (_, p) = ip_match(peer.ip());
-                let (lp, pp) = (local.port(), peer.port());
-                input.push(format!(
-                    "{fam} saddr {p} {fam} daddr {l} tcp sport {pp} tcp dport {lp} drop"
-                ));
-                output.push(format!(
-                    "{fam} saddr {l} {fam} daddr {p} tcp sport {lp} tcp dport {pp} drop"
-                ));
+                let e = format!("{p} . {} . {l} . {}", peer.port(), local.port());
+                if fam == "ip" {
+                    c4.push(e)
+                } else {
+                    c6.push(e)
+                }
             }
             Flow::Listen { local } => {
                 let lp = local.port();
-                if local.ip().is_unspecified() {
-                    input.push(format!("tcp dport {lp} drop"));
+                listen.push(if local.ip().is_unspecified() {
+                    format!("tcp dport {lp} drop")
                 } else {
                     let (fam, l) = ip_match(local.ip());
-                    input.push(format!("{fam} daddr {l} tcp dport {lp} drop"));
-                }
+                    format!("{fam} daddr {l} tcp dport {lp} drop")
+                });
             }
         }
     }
-    (input, output)
+    let mut s = format!("table inet {name} {{\n");
+    let (mut input, mut output) = (
+        vec![format!("meta mark {:#x} accept", super::fin::MARK)],
+        Vec::new(),
+    );
+    for (set, fam, ty, elems) in [
+        ("c4", "ip", "ipv4_addr", &c4),
+        ("c6", "ip6", "ipv6_addr", &c6),
+    ] {
+        if elems.is_empty() {
+            continue;
+        }
+        s += &format!(
+            "  set {set} {{\n    type {ty} . inet_service . {ty} . inet_service\n    elements = {{ {} }}\n  }}\n",
+            elems.join(", ")
+        );
+        input.push(format!(
+            "{fam} saddr . tcp sport . {fam} daddr . tcp dport @{set} drop"
+        ));
+        output.push(format!(
+            "{fam} daddr . tcp dport . {fam} saddr . tcp sport @{set} drop"
+        ));
+    }
+    input.extend(listen);
+    for (chain, rs) in [("input", &input), ("output", &output)] {
+        s += &format!(
+            "  chain {chain} {{\n    type filter hook {chain} priority -300; policy accept;\n"
+        );
+        for r in rs.iter() {
+            s += &format!("    {r}\n");
+        }
+        s += "  }\n";
+    }
+    s + "}\n"
 }
 
 fn ours_netns(pid: i32) -> bool {
@@ -138,18 +172,7 @@ impl NetLock {
     /// tree's). One atomic nft transaction: all rules or none.
     pub fn install(name: &str, flows: &[Flow], pid: i32) -> Result<NetLock> {
         let ns_pid = (!ours_netns(pid)).then_some(pid);
-        let (input, output) = rules(flows);
-        let mut s = format!("table inet {name} {{\n");
-        for (chain, hook, rs) in [("input", "input", &input), ("output", "output", &output)] {
-            s += &format!(
-                "  chain {chain} {{\n    type filter hook {hook} priority -300; policy accept;\n"
-            );
-            for r in rs.iter() {
-                s += &format!("    {r}\n");
-            }
-            s += "  }\n";
-        }
-        s += "}\n";
+        let s = script(name, flows);
         nft(ns_pid, &s)?;
         Ok(NetLock {
             table: name.to_string(),
@@ -208,7 +231,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rules_v4_v6_mapped_listen() {
+    fn script_v4_v6_mapped_listen() {
         let flows = vec![
             Flow::Conn {
                 local: "127.0.0.1:5000".parse().unwrap(),
@@ -226,19 +249,15 @@ mod tests {
                 local: "[::]:6000".parse().unwrap(),
             },
         ];
-        let (mut i, o) = rules(&flows);
-        assert_eq!(i.remove(0), "meta mark 0x53504952 accept");
-        assert_eq!(
-            i[0],
-            "ip saddr 127.0.0.1 ip daddr 127.0.0.1 tcp sport 40000 tcp dport 5000 drop"
-        );
-        assert_eq!(
-            o[1],
-            "ip saddr 127.0.0.1 ip daddr 127.0.0.2 tcp sport 5001 tcp dport 40001 drop"
-        );
-        assert!(i[2].starts_with("ip6 saddr ::1"));
-        assert_eq!(i[3], "tcp dport 6000 drop");
-        assert_eq!(o.len(), 3);
+        let s = script("T", &flows);
+        assert!(s.contains("elements = { 127.0.0.1 . 40000 . 127.0.0.1 . 5000, 127.0.0.2 . 40001 . 127.0.0.1 . 5001 }"), "{s}");
+        assert!(s.contains("elements = { ::1 . 40002 . ::1 . 5002 }"), "{s}");
+        assert!(s.contains("ip saddr . tcp sport . ip daddr . tcp dport @c4 drop"));
+        assert!(s.contains("ip6 daddr . tcp dport . ip6 saddr . tcp sport @c6 drop"));
+        assert!(s.contains("meta mark 0x53504952 accept"));
+        assert!(s.contains("tcp dport 6000 drop"));
+        let only_listen = script("T", &flows[3..]);
+        assert!(!only_listen.contains("set "), "{only_listen}");
     }
 
     #[test]
