@@ -621,3 +621,40 @@ fn lock_holds_ipv4_segments_while_the_socket_is_gone() {
 fn lock_holds_ipv6_segments_while_the_socket_is_gone() {
     lock_holds("[::1]:0");
 }
+
+#[test]
+fn restore_side_lock_for_a_migration_target() {
+    if !can_repair() {
+        return;
+    }
+    let rec = inet::InetRecord {
+        family: libc::AF_INET,
+        sotype: libc::SOCK_STREAM,
+        protocol: libc::IPPROTO_TCP,
+        state: tcp::ESTABLISHED,
+        local: Some("127.0.0.1:5000".parse().unwrap()),
+        peer: Some("127.0.0.1:40000".parse().unwrap()),
+        ..Default::default()
+    };
+    let udp = inet::InetRecord {
+        family: libc::AF_INET,
+        sotype: libc::SOCK_DGRAM,
+        protocol: libc::IPPROTO_UDP,
+        local: Some("127.0.0.1:5000".parse().unwrap()),
+        ..Default::default()
+    };
+    assert!(inet::lock_records([&udp]).unwrap().is_none());
+    let lock = inet::lock_records([&rec, &udp]).unwrap().expect("a lock");
+    let _guard = LockGuard(Some(lock.table().to_string()));
+    let listed = std::process::Command::new("nft")
+        .args(["list", "table", "inet", lock.table()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains("127.0.0.1 . 40000 . 127.0.0.1 . 5000"),
+        "{text}"
+    );
+    lock.remove().unwrap();
+    assert!(!netlock::table_exists(lock.table()));
+}

@@ -24,9 +24,22 @@
 //! 3. [`unlock`] once every socket of the tree is finished, and also when the restore
 //!    fails: removes the lock tables named by the records (from `restore_end`).
 //!
-//! Migration: the target host never has the source's lock table (unlock ignores a
-//! missing table); the source removes its own with [`netlock::remove_table`] once the
-//! target confirms, since the original sockets are gone by then.
+//! Migration: the target host never has the source's lock table ([`unlock`] ignores a
+//! missing table); it holds the flows with its own lock ([`lock_records`], before the
+//! service address moves there, removed after [`finish`]). The source removes its
+//! table with [`netlock::remove_table`] once the target confirms (the original
+//! sockets are gone by then; [`DumpTree::lock_table`] names it).
+//!
+//! Order matters on restore: [`finish`] runs while the lock still holds the flows
+//! (the replayed FIN of a closing connection is let through by its mark), and before
+//! the program writes to the socket again (the unsent data must go first); only then
+//! [`unlock`]. The lock is created in the tree's network namespace at dump (nsenter
+//! when it is not the dumper's) but removed in the restorer's: a tree in its own
+//! network namespace must be restored from that namespace.
+//!
+//! SOL_SOCKET options are the common record's; note that repair mode makes
+//! SO_REUSEADDR read 2 and repair off clears it, so this module keeps and restores it
+//! for TCP sockets ([`InetRecord::reuse_addr`]).
 
 mod fin;
 pub mod ipopts;
@@ -385,6 +398,33 @@ pub fn finish(sock: BorrowedFd<'_>, rec: &InetRecord) -> Result<()> {
         Some(c) if tcp::repairable(rec.state) => tcp::release(sock, rec, c),
         _ => Ok(()),
     }
+}
+
+/// Hold the flows of `recs` on this host while they are rebuilt, when no dump's lock
+/// does (a migration target: the peers' segments reach this host as soon as the
+/// service address moves, and must meet neither a reset nor an acknowledgement until
+/// the sockets run). In this network namespace; remove it after [`finish`].
+pub fn lock_records<'a>(
+    recs: impl IntoIterator<Item = &'a InetRecord>,
+) -> Result<Option<netlock::NetLock>> {
+    let mut flows = Vec::new();
+    for r in recs {
+        if r.protocol != libc::IPPROTO_TCP {
+            continue;
+        }
+        match (r.local, r.peer) {
+            (Some(local), Some(peer)) => flows.push(netlock::Flow::Conn { local, peer }),
+            (Some(local), None) if r.state == tcp::LISTEN => {
+                flows.push(netlock::Flow::Listen { local })
+            }
+            _ => {}
+        }
+    }
+    if flows.is_empty() {
+        return Ok(None);
+    }
+    let me = std::process::id() as i32;
+    netlock::NetLock::install(&netlock::unique_name(), &flows, me).map(Some)
 }
 
 /// Remove the lock tables the records name (once every socket is finished, or when
