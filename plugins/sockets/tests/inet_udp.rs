@@ -28,6 +28,34 @@ fn dump_close_restore(s: OwnedFd) -> (inet::InetRecord, OwnedFd) {
     (rec2, n)
 }
 
+/// Same, but the original is closed only after the restore: for sockets bound with
+/// SO_REUSEPORT on a wildcard address, so no other program on the host can take the
+/// port in between.
+fn dump_restore_then_close(s: OwnedFd) -> (inet::InetRecord, OwnedFd) {
+    let t = tree(&[s.as_raw_fd()]);
+    let mut st = inet::DumpTree::new(&t).unwrap();
+    let rec = inet::dump(&mut st, me(), s.as_raw_fd(), s.as_fd()).unwrap();
+    st.end(spirit_core::plugin::DumpOutcome::Killed);
+    let rec2 = inet::from_bytes(&inet::to_bytes(&rec)).unwrap();
+    let n = inet::restore(&rec2).unwrap();
+    drop(s);
+    (rec2, n)
+}
+
+/// A UDP socket bound to `addr` with SO_REUSEPORT.
+fn reuseport_udp(addr: &str) -> OwnedFd {
+    let a: SocketAddr = addr.parse().unwrap();
+    let fam = if a.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let s = sockraw::socket(fam, libc::SOCK_DGRAM, 0).unwrap();
+    set(&s, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1);
+    nix::sys::socket::bind(s.as_raw_fd(), &nix::sys::socket::SockaddrStorage::from(a)).unwrap();
+    s
+}
+
 fn udp_pair(bind: &str) -> (UdpSocket, UdpSocket) {
     let a = UdpSocket::bind(bind).unwrap();
     let b = UdpSocket::bind(bind).unwrap();
@@ -243,7 +271,7 @@ fn multicast_memberships_are_found_and_joined_again() {
     use spirit_sockets::inet::mcast::Membership;
     let lo = nix::net::if_::if_nametoindex("lo").unwrap();
     // IPv4: one any-source group with a blocked source, one source-specific group.
-    let a = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let a = reuseport_udp("0.0.0.0:0");
     let (g1, g2, src): (std::net::IpAddr, std::net::IpAddr, std::net::IpAddr) = (
         "239.77.1.2".parse().unwrap(),
         "232.77.1.3".parse().unwrap(),
@@ -281,7 +309,7 @@ fn multicast_memberships_are_found_and_joined_again() {
         &group_req(lo, g3, None),
     )
     .unwrap();
-    let (rec, n) = dump_close_restore(OwnedFd::from(a));
+    let (rec, n) = dump_restore_then_close(a);
     let mut got = rec.mcast.clone();
     got.sort_by_key(|m| m.group);
     assert_eq!(
@@ -307,7 +335,7 @@ fn multicast_memberships_are_found_and_joined_again() {
     assert_eq!(inet::show(&rec)["multicast"].as_array().unwrap().len(), 2);
 
     // IPv6.
-    let b = UdpSocket::bind("[::]:0").unwrap();
+    let b = reuseport_udp("[::]:0");
     let g6: std::net::IpAddr = "ff15::7:1234".parse().unwrap();
     sockraw::setsockopt_bytes(
         b.as_fd(),
@@ -316,7 +344,7 @@ fn multicast_memberships_are_found_and_joined_again() {
         &group_req(lo, g6, None),
     )
     .unwrap();
-    let (rec, n) = dump_close_restore(OwnedFd::from(b));
+    let (rec, n) = dump_restore_then_close(b);
     assert_eq!(
         rec.mcast,
         vec![Membership {
