@@ -211,6 +211,7 @@ mod tests {
                     fd: 3,
                     events: 1,
                     data: 9,
+                    socket: true,
                 }],
             }),
         );
