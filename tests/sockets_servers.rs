@@ -76,6 +76,33 @@ impl Drop for Tree {
     }
 }
 
+/// The network lock table an image names, deleted when dropped: a test that fails
+/// between the dump and the restore leaves no table on the host (after a restore it is
+/// already gone).
+struct LockGuard(Option<String>);
+
+impl LockGuard {
+    fn of(img: &std::path::Path) -> LockGuard {
+        let shown = spirit(&["show", &img.to_string_lossy(), "--json"]);
+        LockGuard(
+            shown
+                .stdout
+                .split("\"spirit_lock_")
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .map(|s| format!("spirit_lock_{s}")),
+        )
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            let _ = sh(&format!("nft delete table inet {t} 2>/dev/null"));
+        }
+    }
+}
+
 fn incr(c: &mut TcpStream, r: &mut BufReader<TcpStream>) -> i64 {
     c.write_all(b"INCR spirit_counter\r\n").unwrap();
     let mut line = String::new();
@@ -122,6 +149,8 @@ fn redis_keeps_serving_its_client() {
     std::thread::sleep(Duration::from_millis(20));
     c.write_all(b"INCR spirit_counter\r\n").unwrap();
     dumping.join().unwrap().ok("dump redis-server");
+    let lock = LockGuard::of(&dir.join("redis.spirit"));
+    assert!(lock.0.is_some(), "the image names its network lock");
     server.reap();
     let restored = restore_ok(&dir.join("redis.spirit"), &[]);
     let _guard2 = Tree(restored.pid);
@@ -137,6 +166,16 @@ fn redis_keeps_serving_its_client() {
     let mut r2 = BufReader::new(c2.try_clone().unwrap());
     assert_eq!(incr(&mut c2, &mut r2), 201);
     assert_eq!(incr(&mut c, &mut r), 202);
+    assert_lock_gone(&lock);
+}
+
+fn assert_lock_gone(lock: &LockGuard) {
+    let t = lock.0.as_deref().unwrap_or_default();
+    assert_ne!(
+        sh(&format!("nft list table inet {t}")).code,
+        0,
+        "lock table {t} left"
+    );
 }
 
 fn http_get(c: &mut TcpStream) -> String {
@@ -230,6 +269,8 @@ fn nginx_master_and_workers_keep_a_keepalive_connection() {
     let workers = descendants(master.pid);
     let img = dir.join("nginx.spirit");
     dump(master.pid, &img, &[]).ok("dump nginx's tree");
+    let lock = LockGuard::of(&img);
+    assert!(lock.0.is_some(), "the image names its network lock");
     master.reap();
     // The workers, killed by the dump, come back to this test (a subreaper) to be reaped
     // before their pids are free for the restore.
@@ -250,4 +291,5 @@ fn nginx_master_and_workers_keep_a_keepalive_connection() {
         !log.contains("[alert]") && !log.contains("[emerg]"),
         "{log}"
     );
+    assert_lock_gone(&lock);
 }
