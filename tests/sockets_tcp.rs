@@ -146,3 +146,56 @@ fn tcp_echo_server_keeps_its_client_ipv4() {
 fn tcp_echo_server_keeps_its_client_ipv6() {
     echo_round_trip("::1", "sockets_tcp_v6");
 }
+
+/// `dump --leave-running`: the server goes on with the same connection (repair mode
+/// off again, SO_REUSEADDR as the program set it) and the lock is gone; its listener
+/// still accepts.
+#[test]
+fn leave_running_lets_the_connection_go_on() {
+    let name = "sockets_tcp_leave";
+    if !nix::unistd::geteuid().is_root() {
+        skip(name, "TCP_REPAIR and nft need root");
+        return;
+    }
+    let dir = TestDir::new(name);
+    let prog = build_c("tcp_echo.c", &[]);
+    let portfile = dir.join("port");
+    let mut server = Proc::spawn(&prog, &["127.0.0.1", &dir.s("port")], &dir, "echo");
+    wait_until("the echo server's port", TIMEOUT, || portfile.exists());
+    let port: u16 = std::fs::read_to_string(&portfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut b = [0u8; 6];
+    c.write_all(b"before").unwrap();
+    c.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"before");
+    let img = dir.join("echo.spirit");
+    dump(server.pid, &img, &["--leave-running"]).ok("dump --leave-running");
+    let lock = LockGuard::of(&img);
+    let table = lock.0.clone().expect("the lock table named in the image");
+    assert_ne!(
+        sh(&format!("nft list table inet {table}")).code,
+        0,
+        "lock table {table} still there after --leave-running"
+    );
+    assert!(server.alive());
+    c.write_all(b"after!").unwrap();
+    c.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"after!");
+    assert!(c.take_error().unwrap().is_none());
+    // The server's sockets are out of repair mode and keep SO_REUSEADDR.
+    let pidfd = spirit_kmod::fd::pidfd_open(server.pid).unwrap();
+    for fd in [3, 4] {
+        let s = spirit_kmod::fd::pidfd_getfd(&pidfd, fd).unwrap();
+        use std::os::fd::AsFd;
+        let v =
+            spirit_kmod::sockopt::getsockopt_int(s.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR)
+                .unwrap();
+        assert_eq!(v, 1, "fd {fd}: SO_REUSEADDR");
+    }
+    server.kill();
+}
