@@ -44,7 +44,7 @@ impl Drop for LockGuard {
     }
 }
 
-fn echo_round_trip(addr: &str, name: &str) {
+fn echo_round_trip(addr: &str, name: &str, restore_args: &[&str]) {
     if !nix::unistd::geteuid().is_root() {
         skip(name, "TCP_REPAIR and nft need root");
         return;
@@ -103,7 +103,10 @@ fn echo_round_trip(addr: &str, name: &str) {
     assert!(shown.stdout.contains("ESTABLISHED") && shown.stdout.contains("LISTEN"));
     let lock = LockGuard::of(&img);
     let table = lock.0.clone().expect("the lock table named in the image");
-    let restored = restore_ok(&img, &[]);
+    let restored = restore_ok(&img, restore_args);
+    if restore_args.contains(&"--new-pid") {
+        assert_ne!(restored.pid, server.pid, "--new-pid gives a new pid");
+    }
 
     // Everything comes back, once, in order.
     while got < TOTAL {
@@ -139,12 +142,14 @@ fn echo_round_trip(addr: &str, name: &str) {
 
 #[test]
 fn tcp_echo_server_keeps_its_client_ipv4() {
-    echo_round_trip("127.0.0.1", "sockets_tcp_v4");
+    echo_round_trip("127.0.0.1", "sockets_tcp_v4", &[]);
 }
 
+/// IPv6, restored with a new pid (the connection leaves repair mode through the
+/// restored process's real pid).
 #[test]
-fn tcp_echo_server_keeps_its_client_ipv6() {
-    echo_round_trip("::1", "sockets_tcp_v6");
+fn tcp_echo_server_keeps_its_client_ipv6_new_pid() {
+    echo_round_trip("::1", "sockets_tcp_v6", &["--new-pid"]);
 }
 
 /// `dump --leave-running`: the server goes on with the same connection (repair mode
