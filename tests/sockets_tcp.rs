@@ -204,3 +204,42 @@ fn leave_running_lets_the_connection_go_on() {
     }
     server.kill();
 }
+
+/// Both ends of a loopback connection in the tree (a parent echoing to its child):
+/// both are rebuilt through repair mode and the child's counter goes on with no gap.
+#[test]
+fn both_ends_of_a_loopback_connection_in_the_tree() {
+    let name = "sockets_tcp_pair";
+    if !nix::unistd::geteuid().is_root() {
+        skip(name, "TCP_REPAIR and nft need root");
+        return;
+    }
+    let dir = TestDir::new(name);
+    let prog = build_c("tcp_pair.c", &[]);
+    let mut parent = Proc::spawn(&prog, &[], &dir, "pair");
+    let pids = read_pids(&dir);
+    let child = pids[1];
+    let log = dir.join("pair.log");
+    wait_lines(&log, 50);
+    let img = dir.join("pair.spirit");
+    dump(parent.pid, &img, &[]).ok("dump the pair");
+    let lock = LockGuard::of(&img);
+    assert!(lock.0.is_some(), "the image names its network lock");
+    parent.reap();
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
+    wait_until("the child gone", TIMEOUT, || !pid_exists(child));
+    let before = log_lines(&log).len();
+    let mut restored = restore_ok(&img, &[]);
+    let mut kid = Proc::adopt(child);
+    wait_lines(&log, before + 100);
+    assert!(assert_consecutive(&log) >= before + 100);
+    assert!(kid.alive() && restored.alive());
+    kid.kill();
+    restored.kill();
+    let t = lock.0.clone().unwrap_or_default();
+    assert_ne!(
+        sh(&format!("nft list table inet {t}")).code,
+        0,
+        "lock table {t} left"
+    );
+}
