@@ -35,7 +35,8 @@ impl Epoll {
         Ok(Some(Epoll::default()))
     }
 
-    /// Owner records: the watched descriptors; `mine` are the fds this plugin restores.
+    /// Owner records: the watched descriptors; `mine` are the fds this plugin restores
+    /// and the process's sockets.
     pub fn fill(&mut self, p: &Probe<'_>, mine: &HashSet<i32>) -> Result<()> {
         let (pid, fd) = (p.pid, p.entry.fd);
         for l in p.info.lines("tfd:") {
@@ -52,10 +53,10 @@ impl Epoll {
             let tfd = tfd as i32;
             let current = kfd::epoll_target_is_current(pid, fd, tfd).unwrap_or(false);
             let socket = current
-                && !mine.contains(&tfd)
+                && mine.contains(&tfd)
                 && std::fs::read_link(format!("/proc/{pid}/fd/{tfd}"))
                     .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
-            if !current || !(mine.contains(&tfd) || socket) {
+            if !current || !mine.contains(&tfd) {
                 let why = if !current {
                     "closed or reused for another file since (the watched file lives on only inside the epoll set)"
                 } else if Path::new(&format!("/proc/{pid}/fd/{tfd}")).exists() {
