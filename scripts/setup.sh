@@ -15,7 +15,9 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v tmux >/dev/null || need+=(tmux)
 command -v vim.basic >/dev/null || command -v vim >/dev/null || need+=(vim)
-/usr/bin/python3 -c 'import dbus' 2>/dev/null || need+=(python3-dbus)
+# the language-neutral external plugin test speaks D-Bus from Python through GDBus
+/usr/bin/python3 -c 'import gi; gi.require_version("Gio", "2.0")' 2>/dev/null || need+=(python3-gi gir1.2-glib-2.0)
+command -v script >/dev/null || need+=(bsdutils)
 command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ] || need+=(cargo)
 # static libc for the statically linked test programs
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)

@@ -84,8 +84,16 @@ fn pipe_with_an_end_outside_the_process_is_refused() {
     let out = dir.join("prog.out");
     let p = Proc::spawn(&prog, &["half"], &dir, "prog");
     wait_for_line(&out, "ready");
+    let holder = wait_for_line(&out, "holder ");
+    let mut holder = Proc::adopt(holder["holder ".len()..].parse().expect("holder pid"));
     let img = dir.join("img.spirit");
-    dump(p.pid, &img, &[]).fails(5, &["fd 3", "pipe", "write end"], "dump of a half pipe");
+    let run = dump(p.pid, &img, &[]);
+    holder.kill();
+    run.fails(
+        5,
+        &["fd 3", "pipe", "write end", "outside the tree"],
+        "dump of a pipe whose write end is held outside the tree",
+    );
     assert!(p.alive(), "a refused checkpoint leaves the process running");
     assert!(!img.exists(), "no image is left behind");
 }

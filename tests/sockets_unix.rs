@@ -428,8 +428,12 @@ fn a_failed_restore_removes_the_socket_files_it_made() {
     );
     let pids = read_pids(&dir);
     wait_for_line(&dir.join("extfork.out"), "ready");
+    // The child closes the listener it inherited at fd 3, then its own socket takes fd 3.
+    let listener = socket_inode(pids[0], 3);
+    let listener_link = format!("socket:[{listener}]");
     wait_until("the child connected", TIMEOUT, || {
-        fs::read_link(format!("/proc/{}/fd/3", pids[1])).is_ok()
+        fs::read_link(format!("/proc/{}/fd/3", pids[1]))
+            .is_ok_and(|t| t.to_string_lossy().starts_with("socket:[") && *t != *listener_link)
     });
     let ino = socket_inode(pids[1], 3);
     let img = dir.join("img.spirit");

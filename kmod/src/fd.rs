@@ -85,6 +85,72 @@ pub fn pipe_pending(fd: &OwnedFd) -> Result<usize> {
     Ok(n.max(0) as usize)
 }
 
+/// The events pending on `fd` right now (`poll` with a zero timeout): `POLLHUP` on a
+/// pipe's read end without writers, `POLLERR` on a write end without readers.
+pub fn poll_now(fd: &OwnedFd, events: i16) -> Result<i16> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, its count 1.
+    let ret = unsafe { libc::poll(&mut p, 1, 0) };
+    check("poll", 0, ret as i64)?;
+    Ok(p.revents)
+}
+
+/// `struct f_owner_ex` and the fcntl commands on it (`linux/fcntl.h`; not in libc for
+/// every target).
+#[repr(C)]
+struct FOwnerEx {
+    kind: i32,
+    pid: i32,
+}
+const F_SETSIG: i32 = 10;
+const F_GETSIG: i32 = 11;
+const F_SETOWN_EX: i32 = 15;
+const F_GETOWN_EX: i32 = 16;
+
+/// Who gets SIGIO/SIGURG for the open file description of `fd` (`F_GETOWN_EX`: type
+/// `F_OWNER_TID`/`PID`/`PGRP` and id; id 0: nobody) and which signal (`F_GETSIG`, 0:
+/// SIGIO).
+pub fn owner(fd: &OwnedFd) -> Result<(i32, i32, i32)> {
+    let mut o = FOwnerEx { kind: 0, pid: 0 };
+    // SAFETY: F_GETOWN_EX writes one f_owner_ex to the valid pointer given.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), F_GETOWN_EX, &mut o as *mut _) };
+    check("fcntl(F_GETOWN_EX)", 0, ret as i64)?;
+    // SAFETY: integers only.
+    let sig = unsafe { libc::fcntl(fd.as_raw_fd(), F_GETSIG) };
+    let sig = check("fcntl(F_GETSIG)", 0, sig as i64)?;
+    Ok((o.kind, o.pid, sig as i32))
+}
+
+/// Set what [`owner`] reads: the signal, then the owner.
+pub fn set_owner(fd: RawFd, kind: i32, id: i32, sig: i32) -> Result<()> {
+    // SAFETY: integers only.
+    let ret = unsafe { libc::fcntl(fd, F_SETSIG, sig) };
+    check("fcntl(F_SETSIG)", 0, ret as i64)?;
+    let o = FOwnerEx { kind, pid: id };
+    // SAFETY: F_SETOWN_EX reads one f_owner_ex from the valid pointer given.
+    let ret = unsafe { libc::fcntl(fd, F_SETOWN_EX, &o as *const _) };
+    check("fcntl(F_SETOWN_EX)", 0, ret as i64)?;
+    Ok(())
+}
+
+/// The lease held through `fd` (`F_GETLEASE`: `F_RDLCK`, `F_WRLCK` or `F_UNLCK`).
+pub fn lease(fd: &OwnedFd) -> Result<i32> {
+    // SAFETY: integers only.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETLEASE) };
+    Ok(check("fcntl(F_GETLEASE)", 0, ret as i64)? as i32)
+}
+
+/// Take a lease of type `kind` through `fd` (`F_SETLEASE`).
+pub fn set_lease(fd: RawFd, kind: i32) -> Result<()> {
+    // SAFETY: integers only.
+    let ret = unsafe { libc::fcntl(fd, libc::F_SETLEASE, kind) };
+    check("fcntl(F_SETLEASE)", 0, ret as i64).map(|_| ())
+}
+
 /// `memfd_create(name, flags)`.
 pub fn memfd_create(name: &str, flags: u32) -> Result<OwnedFd> {
     let c = cstr("memfd_create", name)?;

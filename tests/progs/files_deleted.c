@@ -1,8 +1,8 @@
 /* A file deleted while open. Mode "small": 100000 patterned bytes, opened O_RDWR,
  * offset 1234, then unlinked. After the restore ("go") the program checks that the
  * file is still unlinked (st_nlink 0, "(deleted)" link), has the same size, offset
- * and content, and is writable. Mode "big": a 65 MiB (sparse) deleted file, more than
- * the checkpoint stores (it must be refused). */
+ * and content, and is writable. Mode "big": a 65 MiB deleted file with every block
+ * allocated (not sparse), more than the checkpoint stores (it must be refused). */
 #include "files_common.h"
 #include <sys/stat.h>
 
@@ -13,7 +13,7 @@ int main(int argc, char **argv) {
     int fd = open("scratch", O_RDWR | O_CREAT | O_TRUNC, 0640);
     check(fd >= 0, "open scratch");
     if (argc > 1 && strcmp(argv[1], "big") == 0) {
-        check(ftruncate(fd, 65 << 20) == 0, "ftruncate");
+        check(fallocate(fd, 0, 0, 65 << 20) == 0, "fallocate");
         check(unlink("scratch") == 0, "unlink");
         say("ready\n");
         for (;;) pause();

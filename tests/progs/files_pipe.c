@@ -3,11 +3,13 @@
  * pipe B (a self-pipe) holds "wake\n". After the restore ("go") the program reads
  * everything back and checks it byte for byte, checks the flags and capacity, and that
  * the dup'ed write end still feeds the read end. Mode "half": the write end of a pipe
- * is closed, so the process holds only the read end (the checkpoint must refuse).
+ * is held only by a process outside the tree (a grandchild that was orphaned, "holder
+ * PID"), so the process holds only the read end (the checkpoint must refuse).
  * Mode "stale": an epoll set watches the read end as fd 3, which is then moved to fd
  * 20 (dup2 + close): the set's entry names a number that is closed (refused too). */
 #include "files_common.h"
 #include <sys/epoll.h>
+#include <sys/wait.h>
 
 #define N 100000
 
@@ -17,6 +19,19 @@ int main(int argc, char **argv) {
     int a[2], b[2];
     check(pipe(a) == 0, "pipe a");
     if (argc > 1 && strcmp(argv[1], "half") == 0) {
+        /* The write end stays open in a grandchild that leaves the tree (its parent
+         * exits: it is adopted by the subreaper). */
+        pid_t c = fork();
+        check(c >= 0, "fork");
+        if (c == 0) {
+            if (fork() == 0) {
+                close(a[0]);
+                say("holder %d\n", getpid());
+                for (;;) pause();
+            }
+            _exit(0);
+        }
+        check(waitpid(c, NULL, 0) == c, "waitpid");
         close(a[1]);
         say("ready\n");
         for (;;) pause();

@@ -29,7 +29,7 @@ struct Fd {
     pseudo @8 :Pseudo;
     directory @9 :PathFile;
     charDevice @10 :CharDevice;
-    fifo @11 :PathFile;      # a named pipe reopened by path (data in flight not kept yet)
+    fifo @11 :PathFile;      # a named pipe reopened by path (older images: no data)
     deleted @12 :Deleted;
     memfd @13 :Memfd;
     pipe @14 :Pipe;
@@ -38,7 +38,13 @@ struct Fd {
     signalfd @17 :Signalfd;
     epoll @18 :Epoll;
     inotify @19 :Inotify;
+    namedPipe @20 :Fifo;     # a named pipe reopened by path, with its data in flight
+    deletedDirectory @23 :PathFile;  # a directory removed while open (path without " (deleted)")
   }
+  # F_SETOWN(_EX)/F_SETSIG of the description (owner records); null: none.
+  owner @21 :Owner;
+  # Lease held through the description (owner records): 0 none, 1 read, 2 write.
+  lease @22 :UInt8;
 }
 
 # A file reached by path, as it was at checkpoint (st_mode, st_dev, st_ino).
@@ -68,10 +74,31 @@ struct CharDevice {
   rdev @1 :UInt64;
 }
 
+# A FIFO: data in flight on the first record of it in the tree (dump order).
+struct Fifo {
+  file @0 :PathFile;
+  data @1 :Data;
+  capacity @2 :UInt32;
+  # Removed while open (path without " (deleted)"): rebuilt once for all its
+  # descriptions, from a FIFO made and removed again.
+  deleted @3 :Bool;
+  # A read-only description that polled POLLHUP (its writers gone after it opened).
+  hangup @4 :Bool;
+}
+
 # A regular file unlinked while open ("(deleted)" stripped from the path).
 struct Deleted {
   file @0 :PathFile;
   data @1 :Data;
+  # A sparse file: its size, and where the bytes of `data` go (its data extents, in
+  # order); empty: `data` is the whole file.
+  size @2 :UInt64;
+  extents @3 :List(Extent);
+}
+
+struct Extent {
+  offset @0 :UInt64;
+  len @1 :UInt64;
 }
 
 # path: "/memfd:NAME".
@@ -125,6 +152,12 @@ struct InotifyWatch {
   wd @0 :Int32;
   path @1 :Text;
   mask @2 :UInt32;
+}
+
+struct Owner {
+  kind @0 :Int32;        # F_OWNER_TID 0, F_OWNER_PID 1, F_OWNER_PGRP 2
+  id @1 :Int32;
+  signal @2 :Int32;      # F_SETSIG; 0: SIGIO
 }
 
 enum LockKind {

@@ -2,10 +2,11 @@
 //! handles (as core classified it) becomes a record with its kind's payload and is
 //! claimed; descriptors sharing one open file description (`kcmp`) are recorded once
 //! and the others marked `dup_of` it; owner records get what only they carry (content,
-//! hash, watches, locks); pipes and tree-wide description ids go through the tree's
-//! state ([`DumpTree`]).
+//! hash, watches, locks, signal owner, lease); pipes, FIFOs' data in flight and tree-wide description ids
+//! go through the tree's state ([`DumpTree`]).
 
 use crate::kinds::lock::Lock;
+use crate::kinds::owner::{Lease, Owner};
 use crate::kinds::pipe::Pipe;
 use crate::kinds::Payload;
 use crate::record::{FdInfo, Head, Probe};
@@ -55,6 +56,13 @@ pub fn collect(pid: i32, fds: &mut [FdEntry], tree: &mut DumpTree) -> Result<Fil
                 .map(|e| e.fd),
         )
         .collect();
+    let pidfd = match sec.fds.is_empty() {
+        true => None,
+        false => Some(spirit_kmod::fd::pidfd_open(pid).map_err(|e| Error::Dump {
+            pid,
+            msg: format!("pidfd_open: {e}"),
+        })?),
+    };
     for (r, (info, md)) in sec.fds.iter_mut().zip(&facts) {
         if !r.is_owner() {
             continue;
@@ -66,7 +74,38 @@ pub fn collect(pid: i32, fds: &mut [FdEntry], tree: &mut DumpTree) -> Result<Fil
             md,
         };
         r.locks = Lock::dump(&p)?;
-        r.payload.fill(&p, &mine)?;
+        // An O_PATH descriptor has no signal owner or lease (fcntl gives EBADF).
+        if let Some(pidfd) = pidfd
+            .as_ref()
+            .filter(|_| r.head.flags as i32 & libc::O_PATH == 0)
+        {
+            let copy = spirit_kmod::fd::pidfd_getfd(pidfd, r.fd()).map_err(|e| Error::Dump {
+                pid,
+                msg: format!("fd {}: taking a copy (pidfd_getfd): {e}", r.fd()),
+            })?;
+            r.owner = Owner::dump(pid, r.fd(), &copy)?;
+            r.lease = Lease::dump(pid, r.fd(), &copy)?;
+        }
+        // Opening the file to read it would break a write lease (and wait for the
+        // frozen holder): a regular file goes without its hash, other kinds are refused.
+        if r.lease == Some(Lease::Write) {
+            if !matches!(r.payload, Payload::Regular(_)) {
+                return Err(p.refuse(format!(
+                    "{} holding a write lease (spirit would break it reading the file)",
+                    p.entry.kind.describe()
+                )));
+            }
+        } else {
+            r.payload.fill(&p, &mine)?;
+        }
+        // An O_PATH descriptor of a FIFO does not reach its buffer.
+        let o_path = r.head.flags as i32 & libc::O_PATH != 0;
+        if let Payload::Fifo(f) = &mut r.payload {
+            if !o_path && tree.fifos.insert((f.file.dev, f.file.inode)) {
+                f.capture(pid, &r.head)?;
+            }
+            f.poll_hangup(pid, &r.head)?;
+        }
     }
     let mut pipes: Vec<(&Head, &mut Pipe)> = sec
         .fds
@@ -113,6 +152,8 @@ fn record(pid: i32, entry: &FdEntry) -> Result<Option<(FdRecord, (FdInfo, std::f
         dup_of: None,
         desc_id: 0,
         locks: Vec::new(),
+        owner: None,
+        lease: None,
         payload,
     };
     Ok(Some((rec, (info, md))))

@@ -3,9 +3,10 @@
 //!
 //! Layout: one module per descriptor kind under `kinds/` — `regular`, `pseudo` (/proc
 //! and /sys files), `deleted`, `memfd`, `directory`, `fifo`, `chardev`, `pipe`,
-//! `eventfd`, `timerfd`, `signalfd`, `epoll`, `inotify`, and `lock` (flock, POSIX and
-//! OFD locks) — each holding that kind's dump, payload encoding, prepare-time check,
-//! restore and show side by side; `kinds/mod.rs` only dispatches on `kinds::Payload`.
+//! `eventfd`, `timerfd`, `signalfd`, `epoll`, `inotify`, `lock` (flock, POSIX and OFD
+//! locks) and `owner` (F_SETOWN/F_SETSIG signal owners and leases, of any kind) — each
+//! holding that kind's dump, payload encoding, prepare-time check, restore and show
+//! side by side; `kinds/mod.rs` only dispatches on `kinds::Payload`.
 //! Below them `record.rs` (the common record head, a file reached by path, fdinfo
 //! parsing, open/seek/park); above them `section.rs` (the section: a common record per
 //! descriptor — fd, flags, close-on-exec, offset, `dup_of`, tree-wide description id,
@@ -22,10 +23,11 @@
 //! no longer names the open file) leaves it unclaimed. Descriptors sharing one open
 //! file description (`kcmp`) are recorded once, the others marked `dup_of` it; owner
 //! records get what only they carry (content of deleted files and memfds ≤ 64 MiB,
-//! hashes of regular files ≤ 1 MiB, epoll targets, inotify watches, locks); pipes'
-//! data in flight is captured once per pipe for the tree (both ends must be held in
-//! it); each description gets a tree-wide `desc_id` (the same id in two processes: one
-//! description shared across fork).
+//! hashes of regular files ≤ 1 MiB, epoll targets, inotify watches, locks, signal
+//! owner and lease read on a `pidfd_getfd` copy); pipes' and
+//! FIFOs' data in flight is captured once per pipe or FIFO for the tree (each end of a
+//! pipe held in it or closed everywhere); each description gets a tree-wide `desc_id`
+//! (the same id in two processes: one description shared across fork).
 //!
 //! Every kind the plugin does not handle (terminals, sockets, message queues, pidfds,
 //! ...) stays unclaimed: core refuses the checkpoint naming pid, fd and kind.
@@ -37,12 +39,13 @@
 //! there and of the same kind; a changed regular file refused with exit 11 unless
 //! `--allow-changed-files`; /proc and /sys files never content-checked). In each
 //! restore child [`Plugin::restore_before_fork`] creates what it is the creator of, and
-//! [`Plugin::restore_in_child`] sets cwd, root and umask and rebuilds its descriptors
-//! (`restore.rs`): each description once by its kind (or taken from its parked number),
-//! `dup3`'d to each of its fds, inherited parked numbers closed, epoll sets last, locks
-//! at the very end. A /proc path naming the process itself is reopened through
-//! `/proc/self/` (right under `--new-pid`); one naming another process of the tree is
-//! refused when pids change.
+//! [`Plugin::restore_in_child`] sets cwd (a removed one: a new directory entered and
+//! removed), root and umask and rebuilds its descriptors (`restore.rs`): each
+//! description once by its kind (or taken from its parked number), `dup3`'d to each of
+//! its fds, inherited parked numbers closed, epoll sets last, then signal owners (the
+//! own pid translated), locks and leases at the very end. A /proc path naming the
+//! process itself is reopened through `/proc/self/` (right under `--new-pid`); one
+//! naming another process of the tree is refused when pids change.
 
 #[allow(clippy::all, clippy::pedantic)]
 mod files_capnp {
@@ -99,7 +102,8 @@ impl Plugin for FilesPlugin {
             f.payload.check(f.fd(), ctx.allow_changed_files)?;
         }
         for d in [&sec.cwd, &sec.root] {
-            if !std::path::Path::new(d).is_dir() {
+            let removed_cwd = d == &sec.cwd && d.ends_with(" (deleted)");
+            if !removed_cwd && !std::path::Path::new(d).is_dir() {
                 return Err(Error::FileMismatch {
                     path: d.clone(),
                     what: "the process's working or root directory is missing on this host".into(),
@@ -126,8 +130,12 @@ impl Plugin for FilesPlugin {
             nix::unistd::chroot(sec.root.as_str())
                 .map_err(|e| Error::Restore(format!("chroot {}: {e}", sec.root)))?;
         }
-        nix::unistd::chdir(sec.cwd.as_str())
-            .map_err(|e| Error::Restore(format!("chdir {}: {e}", sec.cwd)))?;
+        if sec.cwd.ends_with(" (deleted)") && !std::path::Path::new(&sec.cwd).is_dir() {
+            kinds::directory::enter_deleted(&sec.cwd)?;
+        } else {
+            nix::unistd::chdir(sec.cwd.as_str())
+                .map_err(|e| Error::Restore(format!("chdir {}: {e}", sec.cwd)))?;
+        }
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(sec.umask));
         restore::restore(&sec, &shared, &inherited, &tree::pids_of(tree, p.pid))
     }

@@ -189,13 +189,28 @@ impl Probe<'_> {
     /// Up to `limit` bytes of the file behind the descriptor; `None` if it is larger.
     pub fn content(&self, limit: u64) -> Result<Option<Vec<u8>>> {
         let p = format!("/proc/{}/fd/{}", self.pid, self.entry.fd);
-        let f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
-        let mut buf = Vec::new();
-        f.take(limit + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| Error::io(&p, e))?;
+        let buf = read_quietly(&p, limit + 1).map_err(|e| Error::io(&p, e))?;
         Ok((buf.len() as u64 <= limit).then_some(buf))
     }
+}
+
+/// Up to `limit` bytes of `path`, read without touching its access time where this
+/// process may (`O_NOATIME`: the file's owner or CAP_FOWNER; else a plain read, which
+/// relatime may record).
+pub fn read_quietly(path: &str, limit: u64) -> std::io::Result<Vec<u8>> {
+    let open = |flags| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(path)
+    };
+    let f = match open(libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0)?,
+        other => other?,
+    };
+    let mut buf = Vec::new();
+    f.take(limit).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// Move `fd` to a number ≥ `base` (close-on-exec; the final flags come with `dup3`).
@@ -207,10 +222,19 @@ pub fn park(fd: OwnedFd, base: i32) -> Result<OwnedFd> {
         .map_err(|e| Error::Restore(format!("moving a descriptor above {base}: {e}")))
 }
 
+/// `__O_TMPFILE`: the bit of `O_TMPFILE` besides `O_DIRECTORY`.
+const TMPFILE_BIT: i32 = libc::O_TMPFILE & !libc::O_DIRECTORY;
+
 /// Open `path` with the access mode and flags of `h` (never creating or truncating).
 pub fn open_as(h: &Head, path: &str) -> Result<OwnedFd> {
     let acc = h.access();
-    let strip = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_ACCMODE;
+    let mut strip =
+        libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_ACCMODE;
+    // A file made with O_TMPFILE (glibc's tmpfile()) keeps it in its open flags; as a
+    // flag of a reopen it asks for a new file in a directory (ENOTDIR on the file).
+    if h.flags as i32 & TMPFILE_BIT != 0 {
+        strip |= libc::O_TMPFILE;
+    }
     let file = std::fs::OpenOptions::new()
         .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
         .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)

@@ -2,9 +2,10 @@
 //! rebuilt once by its kind and parked at a high descriptor number (or, when shared
 //! with other processes, taken from the number its creator parked it at, `tree.rs`),
 //! then moved to its own number(s) with `dup3` (dup'ed fds get the same description
-//! again); epoll instances come last, once the descriptors they watch are in place, and
-//! locks after the parking descriptors are closed (closing any descriptor of a file
-//! drops the process's POSIX locks on it).
+//! again); epoll instances come last, once the descriptors they watch are in place;
+//! then signal owners (and O_ASYNC again at the final number), and locks and leases
+//! after the parking descriptors are closed (closing any descriptor of a file drops the
+//! process's POSIX locks on it).
 
 use crate::kinds::pseudo::Pids;
 use crate::kinds::{Built, Object, Payload};
@@ -119,10 +120,25 @@ pub fn restore(
             placed.insert(d.fd());
         }
     }
-    // Locks, now that no parking descriptor is left to close.
+    // Signal owners, on the descriptions in place; O_ASYNC set again at the final
+    // number (the kernel reports the number it was set at as the signal's si_fd).
+    for f in owners() {
+        if let Some(o) = &f.owner {
+            o.restore(&f.head, pids)?;
+        }
+        if f.head.flags as i32 & libc::O_ASYNC != 0 {
+            crate::kinds::owner::rearm_async(&f.head)?;
+        }
+    }
+    // Locks, now that no parking descriptor is left to close; leases last.
     for f in owners() {
         for l in &f.locks {
             l.take(&f.head)?;
+        }
+    }
+    for f in owners() {
+        if let Some(l) = f.lease {
+            l.restore(&f.head)?;
         }
     }
     Ok(sec.fds.iter().map(|f| f.fd()).collect())
@@ -154,6 +170,13 @@ fn make_object(sec: &FilesSection, f: &FdRecord, key: Object) -> Result<Built> {
     let packet = of_it().any(|o| o.head.flags as i32 & libc::O_DIRECT != 0);
     let capacity = match &f.payload {
         Payload::Pipe(p) => p.capacity,
+        Payload::Fifo(_) => of_it()
+            .filter_map(|o| match &o.payload {
+                Payload::Fifo(x) => Some(x.capacity),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0),
         _ => 0,
     };
     Built::make(&f.payload, &f.head, data, capacity, packet)

@@ -4,6 +4,7 @@
 
 use crate::files_capnp as s;
 use crate::kinds::lock::Lock;
+use crate::kinds::owner::{Lease, Owner};
 use crate::kinds::Payload;
 use crate::record::{bad, text, within, Head};
 use capnp::message::{Builder, ReaderOptions};
@@ -18,6 +19,10 @@ pub struct FdRecord {
     /// Tree-wide id of the open file description (owner records).
     pub desc_id: u64,
     pub locks: Vec<Lock>,
+    /// Signal-driven I/O owner of the description (owner records).
+    pub owner: Option<Owner>,
+    /// Lease held through the description (owner records).
+    pub lease: Option<Lease>,
     pub payload: Payload,
 }
 
@@ -55,6 +60,12 @@ impl FdRecord {
         if !self.locks.is_empty() {
             m.insert("locks".into(), Lock::show(&self.locks));
         }
+        if let Some(o) = &self.owner {
+            m.insert("owner".into(), o.show());
+        }
+        if let Some(l) = self.lease {
+            m.insert("lease".into(), l.show());
+        }
         Value::Object(m)
     }
 }
@@ -87,6 +98,10 @@ impl FilesSection {
             for (j, k) in f.locks.iter().enumerate() {
                 k.encode(lk.reborrow().get(j as u32));
             }
+            if let Some(o) = &f.owner {
+                o.encode(e.reborrow().init_owner());
+            }
+            e.set_lease(Lease::code(f.lease));
             f.payload.encode(e.init_kind());
         }
         capnp::serialize::write_message_to_words(&msg)
@@ -129,6 +144,11 @@ impl FilesSection {
                 dup_of: (dup >= 0).then_some(dup),
                 desc_id: f.get_desc_id(),
                 locks,
+                owner: match f.has_owner() {
+                    true => Some(Owner::decode(f.get_owner()).map_err(at)?),
+                    false => None,
+                },
+                lease: Lease::decode(f.get_lease()).map_err(at)?,
                 payload: Payload::decode(f.get_kind()).map_err(at)?,
             });
         }
@@ -190,6 +210,8 @@ mod tests {
             dup_of: None,
             desc_id: 0,
             locks: Vec::new(),
+            owner: None,
+            lease: None,
             payload,
         }
     }

@@ -4,8 +4,8 @@
 //!
 //! Dump: the processes are dumped one after another, root first, the whole tree frozen.
 //! A [`DumpTree`] (the plugin's tree state) knows every pipe end held in the tree
-//! ([`TreePipes`], from core's classified descriptors), which pipes' data in flight was
-//! already captured, and every open file description seen so far: each owner record
+//! ([`TreePipes`], from core's classified descriptors), which pipes' and FIFOs' data
+//! in flight was already captured, and every open file description seen so far: each owner record
 //! gets a tree-wide `desc_id`, the same as an earlier process's description when
 //! `kcmp(KCMP_FILE)` says they are one.
 //!
@@ -41,6 +41,8 @@ struct Seen {
 /// What the dump of one tree knows across its processes.
 pub struct DumpTree {
     pub pipes: TreePipes,
+    /// FIFOs (device, inode) whose data in flight an earlier record already carries.
+    pub fifos: HashSet<(u64, u64)>,
     seen: Vec<Seen>,
     next_id: u64,
 }
@@ -49,6 +51,7 @@ impl DumpTree {
     pub fn new(tree: &spirit_core::plugin::DumpTree) -> DumpTree {
         DumpTree {
             pipes: TreePipes::new(tree),
+            fifos: HashSet::new(),
             seen: Vec::new(),
             next_id: 0,
         }
@@ -244,6 +247,7 @@ fn compute(tree: &TreeView<'_>, secs: &[(i32, &[u8])], park: &mut Parking) -> Re
             }
             match &f.payload {
                 crate::kinds::Payload::Pipe(p) => g.capacity = g.capacity.max(p.capacity),
+                crate::kinds::Payload::Fifo(p) => g.capacity = g.capacity.max(p.capacity),
                 crate::kinds::Payload::Memfd(m) => g.seals |= m.seals,
                 _ => {}
             }
@@ -355,8 +359,13 @@ fn create(g: &Group, end: i32, pids: &Pids) -> Result<()> {
             obj.seal(&first.head, g.seals)?;
         }
         Key::Desc(_) => {
-            for (slot, d) in &g.descs {
-                park_at(&d.head, d.payload.open(&d.head, pids)?, *slot)?;
+            for (i, (slot, d)) in g.descs.iter().enumerate() {
+                let fd = if i == 0 && !g.data.is_empty() {
+                    d.payload.with_content(&g.data).open(&d.head, pids)?
+                } else {
+                    d.payload.open(&d.head, pids)?
+                };
+                park_at(&d.head, fd, *slot)?;
             }
         }
     }
@@ -438,6 +447,8 @@ mod tests {
             dup_of: None,
             desc_id,
             locks: Vec::new(),
+            owner: None,
+            lease: None,
             payload,
         }
     }

@@ -2,7 +2,8 @@
 //! its fdinfo). flock and OFD locks belong to the description, POSIX locks to the
 //! process (only this process's are kept). Taken again at the very end of a process's
 //! restore (closing any descriptor of a file drops the process's POSIX locks on it).
-//! Leases and delegations are refused naming the fd.
+//! Leases are kept by `owner.rs`, except one being broken; delegations are refused
+//! naming the fd.
 
 use crate::files_capnp as s;
 use crate::record::{bad, fail, Head, Probe};
@@ -42,6 +43,9 @@ impl Lock {
                 "FLOCK" => LockKind::Flock,
                 "POSIX" => LockKind::Posix,
                 "OFDLCK" => LockKind::Ofd,
+                // Leases are read with F_GETLEASE (`owner.rs`), unless being broken.
+                "LEASE" if w[2] == "ACTIVE" => continue,
+                "LEASE" => return Err(p.refuse("a file whose lease is being broken".into())),
                 other => {
                     return Err(p.refuse(format!(
                         "a file holding a {} (lease or delegation)",

@@ -13,6 +13,7 @@ pub mod fifo;
 pub mod inotify;
 pub mod lock;
 pub mod memfd;
+pub mod owner;
 pub mod pipe;
 pub mod pseudo;
 pub mod regular;
@@ -26,6 +27,7 @@ use spirit_core::plugin::FdKind;
 use spirit_core::Result;
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 
 /// What a descriptor's kind carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +89,10 @@ impl Payload {
             FdKind::Directory => directory::Directory::dump(p)?.map(Payload::Directory),
             FdKind::CharDevice => chardev::CharDevice::dump(p)?.map(Payload::CharDevice),
             FdKind::Fifo => fifo::Fifo::dump(p)?.map(Payload::Fifo),
+            // Unlinked but with other links left: reopened through one of them.
+            FdKind::Deleted if p.md.nlink() > 0 => {
+                Some(Payload::Regular(deleted::Deleted::other_link(p)?))
+            }
             FdKind::Deleted => deleted::Deleted::dump(p)?.map(Payload::Deleted),
             FdKind::Memfd => memfd::Memfd::dump(p)?.map(Payload::Memfd),
             FdKind::Pipe => pipe::Pipe::dump(p)?.map(Payload::Pipe),
@@ -117,9 +123,10 @@ impl Payload {
         match self {
             Payload::Regular(x) => x.encode(b.init_regular()),
             Payload::Pseudo(x) => x.encode(b.init_pseudo()),
+            Payload::Directory(x) if x.deleted => x.encode(b.init_deleted_directory()),
             Payload::Directory(x) => x.encode(b.init_directory()),
             Payload::CharDevice(x) => x.encode(b.init_char_device()),
-            Payload::Fifo(x) => x.encode(b.init_fifo()),
+            Payload::Fifo(x) => x.encode(b.init_named_pipe()),
             Payload::Deleted(x) => x.encode(b.init_deleted()),
             Payload::Memfd(x) => x.encode(b.init_memfd()),
             Payload::Pipe(x) => x.encode(b.init_pipe()),
@@ -139,9 +146,11 @@ impl Payload {
         Ok(match which {
             W::Regular(x) => Payload::Regular(regular::Regular::decode(x)?),
             W::Pseudo(x) => Payload::Pseudo(pseudo::Pseudo::decode(x)?),
-            W::Directory(x) => Payload::Directory(directory::Directory::decode(x)?),
+            W::Directory(x) => Payload::Directory(directory::Directory::decode(x, false)?),
+            W::DeletedDirectory(x) => Payload::Directory(directory::Directory::decode(x, true)?),
             W::CharDevice(x) => Payload::CharDevice(chardev::CharDevice::decode(x)?),
-            W::Fifo(x) => Payload::Fifo(fifo::Fifo::decode(x)?),
+            W::Fifo(x) => Payload::Fifo(fifo::Fifo::decode_old(x)?),
+            W::NamedPipe(x) => Payload::Fifo(fifo::Fifo::decode(x)?),
             W::Deleted(x) => Payload::Deleted(deleted::Deleted::decode(x)?),
             W::Memfd(x) => Payload::Memfd(memfd::Memfd::decode(x)?),
             W::Pipe(x) => Payload::Pipe(pipe::Pipe::decode(x)?),
@@ -190,20 +199,32 @@ impl Payload {
         match self {
             Payload::Pipe(p) => Some(Object::Pipe(p.inode)),
             Payload::Deleted(d) => Some(Object::File(d.file.dev, d.file.inode)),
+            Payload::Fifo(f) if f.deleted => Some(Object::File(f.file.dev, f.file.inode)),
             Payload::Memfd(m) => Some(Object::File(m.file.dev, m.file.inode)),
             _ => None,
         }
     }
 
-    /// The content that travels with the object (pipe data in flight, a deleted file's
-    /// or memfd's content).
+    /// The content that travels with the object (pipe or FIFO data in flight, a deleted
+    /// file's or memfd's content).
     pub fn content(&self) -> &[u8] {
         match self {
             Payload::Pipe(p) => &p.data,
+            Payload::Fifo(f) => &f.data,
             Payload::Deleted(d) => &d.data,
             Payload::Memfd(m) => &m.data,
             _ => &[],
         }
+    }
+
+    /// The same payload with `data` as its content (a FIFO shared across fork, whose
+    /// data travels in the group that creates it).
+    pub fn with_content(&self, data: &[u8]) -> Payload {
+        let mut p = self.clone();
+        if let Payload::Fifo(x) = &mut p {
+            x.data = data.to_vec();
+        }
+        p
     }
 
     /// The same payload without its content (records of a description already kept).
@@ -211,6 +232,7 @@ impl Payload {
         let mut p = self.clone();
         match &mut p {
             Payload::Pipe(x) => x.data = Vec::new(),
+            Payload::Fifo(x) => x.data = Vec::new(),
             Payload::Deleted(x) => x.data = Vec::new(),
             Payload::Memfd(x) => x.data = Vec::new(),
             _ => {}
@@ -262,6 +284,7 @@ impl Built {
         match first {
             Payload::Pipe(_) => pipe::Pipe::make(h, packet, capacity, data).map(Built::Pipe),
             Payload::Deleted(d) => d.make(h, data).map(Built::File),
+            Payload::Fifo(f) if f.deleted => f.make_deleted(h, data, capacity).map(Built::File),
             Payload::Memfd(m) => m.make(h, data).map(Built::File),
             _ => Err(fail(h, "rebuilding", "not a pipe, deleted file or memfd")),
         }
@@ -280,6 +303,7 @@ impl Built {
         match (self, p) {
             (Built::Pipe(e), Payload::Pipe(_)) => e.take(h),
             (Built::File(f), Payload::Deleted(_)) => deleted::Deleted::open(h, f),
+            (Built::File(f), Payload::Fifo(x)) => x.take(h, f),
             (Built::File(f), Payload::Memfd(_)) => memfd::Memfd::open(h, f),
             _ => Err(fail(
                 h,

@@ -1,11 +1,14 @@
 //! Anonymous pipes: each record is one end (which end: its access mode), named by the
-//! pipe's inode. Each end must be held somewhere in the tree (an end held only outside
-//! it, closed, or left out with `--skip-fd` is refused naming the fd). The data in
+//! pipe's inode. Each end must be held somewhere in the tree or closed everywhere (an
+//! end held only outside it, or left out with `--skip-fd`, is refused naming the fd); a
+//! pipe whose other end is closed everywhere comes back so (its read end gives the data
+//! then EOF, its write end EPIPE). The data in
 //! flight is captured once per pipe for the whole tree (peeked with `tee` from a
 //! `pidfd_getfd` copy of a read end held by this process or another of the tree, left in
 //! place) and stored on the pipe's first record in dump order; every record carries the
 //! capacity. Restore makes one pipe per inode with its capacity and data, and hands out
-//! its ends as descriptions ([`Ends`]).
+//! its ends as descriptions ([`Ends`]); an end no record takes is closed when the
+//! [`Ends`] are dropped (before any child is forked).
 
 use crate::files_capnp as s;
 use crate::record::{bad, fail, reopen, write_all, Head, Probe, SETTABLE};
@@ -93,16 +96,17 @@ impl TreePipes {
                 if mine || ends.iter().filter(holds).any(|e| e.pid != pid) {
                     continue;
                 }
+                let fd = recs[i].0.fd;
                 let why = match ends.iter().filter(holds).find(|e| e.pid == pid) {
                     Some(e) => format!(
                         "its {name} end, fd {}, is left out of the checkpoint; keep both ends or leave both out",
                         e.fd
                     ),
+                    None if closed_everywhere(pid, fd, write)? => continue,
                     None => format!(
-                        "its {name} end is held by no process of the tree (closed, or held outside it: checkpoint the process tree that holds both ends)"
+                        "its {name} end is held by a process outside the tree: checkpoint the process tree that holds both ends"
                     ),
                 };
-                let fd = recs[i].0.fd;
                 return Err(Error::UnsupportedFd {
                     pid,
                     fd,
@@ -178,6 +182,18 @@ impl TreePipes {
     }
 }
 
+/// Whether the pipe of fd `fd` of `pid` has its other end (`write`: the write end)
+/// closed in every process, not just outside the tree: the read end then polls
+/// `POLLHUP` (no writers), the write end `POLLERR` (no readers). Such a pipe is
+/// rebuilt with that end closed (data then EOF, or EPIPE).
+fn closed_everywhere(pid: i32, fd: i32, write: bool) -> Result<bool> {
+    let err =
+        |e: spirit_kmod::Error| dump_err(pid, format!("fd {fd}: polling a copy of the pipe: {e}"));
+    let copy = kfd::pidfd_getfd(&kfd::pidfd_open(pid).map_err(err)?, fd).map_err(err)?;
+    let want = if write { libc::POLLHUP } else { libc::POLLERR };
+    Ok(kfd::poll_now(&copy, 0).map_err(err)? & want != 0)
+}
+
 fn dump_err(pid: i32, msg: String) -> Error {
     Error::Dump { pid, msg }
 }
@@ -189,7 +205,7 @@ fn size_of(fd: &OwnedFd) -> Result<u32> {
 }
 
 /// The bytes waiting in pipe `theirs` (left in place) and its capacity.
-fn peek(theirs: &OwnedFd) -> Result<(Vec<u8>, u32)> {
+pub fn peek(theirs: &OwnedFd) -> Result<(Vec<u8>, u32)> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     let size = size_of(theirs)?;
     let pending = kfd::pipe_pending(theirs)?;

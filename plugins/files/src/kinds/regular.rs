@@ -1,6 +1,8 @@
 //! Regular files reached by path: reopened with their flags and offset; at prepare the
 //! file must be the same as at checkpoint (size, mtime, and for files up to 1 MiB an
-//! xxh3 hash of the content) unless the restore allows changed files.
+//! xxh3 hash of the content) unless the restore allows changed files. Hashing reads
+//! with `O_NOATIME` where permitted: neither the dump nor the restore moves the file's
+//! access time (reopening alone never does).
 
 use crate::files_capnp as s;
 use crate::record::{bad, open_as, seek, Head, PathFile, Probe};
@@ -77,7 +79,8 @@ impl Regular {
         } else if mtime != self.mtime_ns {
             Some("it was modified (mtime differs)".to_string())
         } else if let Some(h) = self.hash {
-            let now = std::fs::read(&self.file.path).map_err(|e| Error::io(&self.file.path, e))?;
+            let now = crate::record::read_quietly(&self.file.path, HASH_LIMIT + 1)
+                .map_err(|e| Error::io(&self.file.path, e))?;
             (xxhash_rust::xxh3::xxh3_64(&now) != h).then(|| "its content differs".to_string())
         } else {
             None
