@@ -283,7 +283,8 @@ pub trait Plugin: Send + Sync {
     /// Collect this plugin's state of one frozen process; `None` if it has nothing.
     fn dump(&self, state: &mut TreeState, ctx: &mut DumpCtx<'_>) -> Result<Option<Vec<u8>>>;
 
-    /// Once per dump, after the image is committed or the dump failed.
+    /// Once per dump, after the image is committed or the dump failed: before the tree
+    /// runs again (`Resumed`, `Failed`), after it was killed (`Killed`).
     fn dump_end(&self, _state: &mut TreeState, _outcome: DumpOutcome) {}
 
     /// Once per restore, before anything exists: every process's record (sections

@@ -198,10 +198,12 @@ fn dump_into<W: Write>(
         Ok(e) => e,
         Err(e) => {
             tracing::debug!(pid, "dump failed, resuming the tree as it was: {e}");
-            drop(tree); // resumes every thread of every process as it was
+            // Plugins undo what they set up (TCP repair mode, the network lock, terminal
+            // data taken) before the tree runs again: a program must not meet it.
             for (p, st) in pipeline.iter().zip(&mut states) {
                 p.dump_end(st, DumpOutcome::Failed);
             }
+            drop(tree); // resumes every thread of every process as it was
             return Err(e);
         }
     };
@@ -215,17 +217,23 @@ fn dump_into<W: Write>(
     } else {
         DumpOutcome::Killed
     };
+    // A tree that runs on gets what plugins set up undone first (see above); one that
+    // ends is killed first (its sockets close while still in repair mode: nothing sent).
+    let end_plugins = |states: &mut Vec<TreeState>| {
+        for (p, st) in pipeline.iter().zip(states.iter_mut()) {
+            p.dump_end(st, outcome);
+        }
+    };
     let released = if stats.resumed {
+        end_plugins(&mut states);
         tree.into_iter()
             .flat_map(|f| f.tracees)
             .try_for_each(|t| t.release())
     } else {
         freeze::kill_tree(tree);
+        end_plugins(&mut states);
         Ok(())
     };
-    for (p, st) in pipeline.iter().zip(&mut states) {
-        p.dump_end(st, outcome);
-    }
     released?;
     stats.frozen = frozen_at.elapsed();
     stats.total = t0.elapsed();

@@ -141,6 +141,7 @@ struct EpollTarget {
   fd @0 :Int32;
   events @1 :UInt32;
   data @2 :UInt64;
+  socket @3 :Bool;  # a socket (the sockets plugin's): added by a remote epoll_ctl once every descriptor is in place
 }
 
 struct Inotify {

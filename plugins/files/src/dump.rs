@@ -44,7 +44,18 @@ pub fn collect(pid: i32, fds: &mut [FdEntry], tree: &mut DumpTree) -> Result<Fil
     }
     let entries: HashMap<i32, &FdEntry> = fds.iter().map(|e| (e.fd, e)).collect();
     find_shared(pid, &mut sec.fds, &entries)?;
-    let mine: HashSet<i32> = sec.fds.iter().map(|r| r.fd()).collect();
+    // What an epoll set may watch: this plugin's descriptors and the sockets (the
+    // sockets plugin's; a socket left out with --skip-fd is not among them).
+    let mine: HashSet<i32> = sec
+        .fds
+        .iter()
+        .map(|r| r.fd())
+        .chain(
+            fds.iter()
+                .filter(|e| e.kind == spirit_core::plugin::FdKind::Socket)
+                .map(|e| e.fd),
+        )
+        .collect();
     let pidfd = match sec.fds.is_empty() {
         true => None,
         false => Some(spirit_kmod::fd::pidfd_open(pid).map_err(|e| Error::Dump {

@@ -140,6 +140,23 @@ impl Plugin for FilesPlugin {
         restore::restore(&sec, &shared, &inherited, &tree::pids_of(tree, p.pid))
     }
 
+    fn restore_remote(
+        &self,
+        _state: &mut TreeState,
+        ctx: &mut spirit_core::plugin::RestoreCtx<'_>,
+        data: &[u8],
+    ) -> Result<()> {
+        // Epoll sets watching sockets: the sockets were placed after this plugin's
+        // descriptors (kinds/epoll.rs).
+        let sec = FilesSection::decode(data)?;
+        for f in sec.fds.iter().filter(|f| f.is_owner()) {
+            if let kinds::Payload::Epoll(e) = &f.payload {
+                e.add_sockets(&mut ctx.remote, f.fd())?;
+            }
+        }
+        Ok(())
+    }
+
     fn show(&self, data: &[u8]) -> Result<Value> {
         let sec = FilesSection::decode(data)?;
         Ok(json!({

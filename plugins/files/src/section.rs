@@ -233,6 +233,7 @@ mod tests {
                     fd: 3,
                     events: 1,
                     data: 9,
+                    socket: true,
                 }],
             }),
         );

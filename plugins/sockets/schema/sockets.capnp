@@ -23,7 +23,7 @@ struct Socket {
   union {
     dup @6 :Void;
     unix @7 :Unix;
-    inet @8 :Inet.InetRecord;
+    inet @8 :Inet.InetSocket;
     netlink @9 :Netlink;
     packet @10 :Packet;   # never written today: packet sockets are refused
   }

@@ -235,7 +235,12 @@ fn build(plan: &Plan, g: &Group) -> Result<HashMap<u64, OwnedFd>> {
             Payload::Dup => return Err(crate::model::bad(format!("{w}: only a duplicate"))),
         };
         if !matches!(&o.rec.payload, Payload::Unix(u) if u.peer_kind == PeerKind::Inherit) {
-            opts::restore(&s, &o.rec.opts, &w)?;
+            match &o.rec.payload {
+                Payload::Inet(r) if r.tcp.is_some() => {
+                    opts::restore(&s, &opts::not_shrinking(&s, &o.rec.opts), &w)?
+                }
+                _ => opts::restore(&s, &o.rec.opts, &w)?,
+            }
             spirit_kmod::fd::set_status_flags(
                 &s,
                 o.rec.flags as i32 & !libc::O_ACCMODE & !libc::O_CLOEXEC,

@@ -18,8 +18,13 @@
 //! the lowest common ancestor of its holders (`tree.rs`); that process builds them
 //! before forking its children and parks them at numbers from core's `Parking`
 //! (`create.rs`); each holder `dup3`s them into place in `restore_in_child`. A failed
-//! restore removes the socket files it bound. `finish` hands inet sockets to their
-//! module (TCP_REPAIR off, network unlock).
+//! restore removes the socket files it bound. TCP connections come back in repair
+//! mode; `restore_remote` lets each out (`inet::finish`, on a `pidfd_getfd` copy while
+//! the process is still stopped, so the unsent data goes before anything the program
+//! writes), and `restore_end` removes the network lock (`inet::unlock`), also when the
+//! restore failed. The inet module's own doc (`inet/mod.rs`) tells the dump side: the
+//! lock is installed in `dump_tree` before any connection enters repair mode, and
+//! `dump_end` removes it or keeps it for the restore.
 
 #[allow(clippy::all, clippy::pedantic)]
 mod sockets_capnp {
@@ -44,7 +49,8 @@ mod unix;
 use model::{Payload, Section, Socket};
 use serde_json::{json, Value};
 use spirit_core::plugin::{
-    state_mut, state_ref, DumpCtx, DumpOutcome, FdKind, Parking, Plugin, TreeState, TreeView,
+    state_mut, state_ref, DumpCtx, DumpOutcome, FdKind, Parking, Plugin, RestoreCtx, TreeState,
+    TreeView,
 };
 use spirit_core::{Error, Result};
 
@@ -120,9 +126,12 @@ fn dump_process(st: &mut tree::DumpState, ctx: &mut DumpCtx<'_>) -> Result<Optio
                 in_flight.extend(socks);
                 Payload::Unix(u)
             }
-            libc::AF_INET | libc::AF_INET6 => {
-                Payload::Inet(inet::dump(pid, e.fd, &copy, &mut st.inet)?)
-            }
+            libc::AF_INET | libc::AF_INET6 => Payload::Inet(inet::dump(
+                &mut st.inet,
+                pid,
+                e.fd,
+                std::os::fd::AsFd::as_fd(&copy),
+            )?),
             libc::AF_NETLINK => Payload::Netlink(netlink::dump(&copy, pid, e.fd)?),
             d => {
                 return Err(Error::UnsupportedFd {
@@ -134,7 +143,12 @@ fn dump_process(st: &mut tree::DumpState, ctx: &mut DumpCtx<'_>) -> Result<Optio
             }
         };
         let mut s = common(payload);
+        // Read only now: the inet module put TCP connections in repair mode in
+        // `dump_tree`, where SO_REUSEADDR reads 2; it kept the program's value.
         s.opts = opts::dump(&copy);
+        if let Payload::Inet(rec) = &s.payload {
+            s.opts.reuse_addr = rec.reuse_addr;
+        }
         st.recorded.insert(e.ino);
         sec.sockets.push(s);
         e.claimed = true;
@@ -205,24 +219,30 @@ impl Plugin for SocketsPlugin {
         create::in_child(state_ref(state)?, &Section::decode(section)?)
     }
 
-    fn finish(
+    fn restore_remote(
         &self,
         state: &mut TreeState,
-        process: &spirit_core::model::ProcessImage,
+        ctx: &mut RestoreCtx<'_>,
         section: &[u8],
     ) -> Result<()> {
-        let plan = state_mut::<plan::Plan>(state)?;
-        for s in Section::decode(section)?.sockets {
-            if let Payload::Inet(rec) = &s.payload {
-                inet::finish(&mut plan.inet, process.pid, s.fd, rec)?;
-            }
-        }
-        Ok(())
+        finish_inet(
+            state_mut::<plan::Plan>(state)?,
+            ctx.remote.pid,
+            &Section::decode(section)?,
+        )
     }
 
     fn restore_end(&self, state: &mut TreeState, ok: bool) {
         if let Ok(plan) = state_mut::<plan::Plan>(state) {
-            plan.inet.end(ok);
+            // The network lock goes once every connection is out of repair mode, and
+            // also when the restore failed (its connections are gone then).
+            let recs = plan.objs.values().filter_map(|o| match &o.rec.payload {
+                Payload::Inet(r) => Some(r),
+                _ => None,
+            });
+            if let Err(e) = inet::unlock(recs) {
+                eprintln!("spirit: removing the network lock of the restored sockets: {e}");
+            }
             if !ok {
                 plan::clean_files(plan);
             }
@@ -237,6 +257,36 @@ impl Plugin for SocketsPlugin {
         }
         Ok(v)
     }
+}
+
+/// While process `pid` (real pid) is still stopped, its memory in place: every TCP
+/// connection it holds leaves repair mode (through a `pidfd_getfd` copy) and gets its
+/// unsent data queued, before the program can write to it. A connection shared by
+/// several processes is let go once.
+fn finish_inet(plan: &mut plan::Plan, pid: i32, sec: &Section) -> Result<()> {
+    let mut pidfd = None;
+    for s in &sec.sockets {
+        let Some(Payload::Inet(rec)) = plan.objs.get(&s.inode).map(|o| &o.rec.payload) else {
+            continue;
+        };
+        if rec.tcp.is_none() || plan.inet_done.contains(&s.inode) {
+            continue;
+        }
+        let fail = |msg: String| Error::Restore(format!("pid {pid} fd {}: {msg}", s.fd));
+        if pidfd.is_none() {
+            pidfd = Some(
+                spirit_kmod::fd::pidfd_open(pid).map_err(|e| fail(format!("pidfd_open: {e}")))?,
+            );
+        }
+        let copy = spirit_kmod::fd::pidfd_getfd(pidfd.as_ref().expect("opened above"), s.fd)
+            .map_err(|e| fail(format!("taking a copy of the socket: {e}")))?;
+        inet::finish(std::os::fd::AsFd::as_fd(&copy), rec).map_err(|e| match e {
+            Error::Restore(m) => fail(m),
+            e => e,
+        })?;
+        plan.inet_done.insert(s.inode);
+    }
+    Ok(())
 }
 
 fn show_socket(s: &Socket) -> Value {

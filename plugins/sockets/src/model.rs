@@ -177,7 +177,7 @@ fn encode_list(list: &[Socket], mut l: capnp::struct_list::Builder<'_, s::socket
         match &k.payload {
             Payload::Dup => b.set_dup(()),
             Payload::Unix(u) => encode_unix(u, b.init_unix()),
-            Payload::Inet(rec) => rec.encode(b.init_inet()),
+            Payload::Inet(rec) => crate::inet::encode(rec, b.init_inet()),
             Payload::Netlink(n) => {
                 let mut nb = b.init_netlink();
                 nb.set_protocol(n.protocol);
@@ -200,7 +200,7 @@ fn decode_list(list: capnp::struct_list::Reader<'_, s::socket::Owned>) -> Result
         let payload = match r.which().map_err(bad)? {
             s::socket::Dup(()) => Payload::Dup,
             s::socket::Unix(u) => Payload::Unix(decode_unix(u.map_err(bad)?)?),
-            s::socket::Inet(i) => Payload::Inet(crate::inet::InetRecord::decode(i.map_err(bad)?)?),
+            s::socket::Inet(i) => Payload::Inet(crate::inet::decode(i.map_err(bad)?)?),
             s::socket::Netlink(n) => {
                 let n = n.map_err(bad)?;
                 Payload::Netlink(Netlink {

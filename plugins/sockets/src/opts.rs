@@ -96,6 +96,34 @@ fn set_timeo(
     setsockopt_raw(fd, SOL, name, &b)
 }
 
+/// A buffer size as it was: TCP autotuning may have grown it past `wmem_max`/`rmem_max`,
+/// which only the FORCE option (CAP_NET_ADMIN) sets again; without the capability, as
+/// close as SO_SNDBUF/SO_RCVBUF allow.
+fn set_buf(
+    fd: BorrowedFd<'_>,
+    opt: i32,
+    force: i32,
+    v: u32,
+) -> std::result::Result<(), spirit_kmod::Error> {
+    let v = v.min(i32::MAX as u32) as i32;
+    setsockopt_int(fd, SOL, force, v).or_else(|_| setsockopt_int(fd, SOL, opt, v))
+}
+
+/// `o` without the buffer sizes `sock` already has or exceeds: a restored TCP
+/// connection's queues were refilled into buffers grown to hold them, which must not
+/// shrink under the data.
+pub fn not_shrinking(sock: &impl AsFd, o: &Options) -> Options {
+    let cur = |opt| getsockopt_int(sock.as_fd(), SOL, opt).unwrap_or(0).max(0) as u32 / 2;
+    let mut o = o.clone();
+    if cur(libc::SO_SNDBUF) >= o.snd_buf {
+        o.snd_buf = 0;
+    }
+    if cur(libc::SO_RCVBUF) >= o.rcv_buf {
+        o.rcv_buf = 0;
+    }
+    o
+}
+
 /// Set `o` on `sock`; `what` names the socket in messages (process, fd, kind).
 pub fn restore(sock: &impl AsFd, o: &Options, what: &str) -> Result<()> {
     let fd = sock.as_fd();
@@ -109,11 +137,11 @@ pub fn restore(sock: &impl AsFd, o: &Options, what: &str) -> Result<()> {
         }
     }
     if o.snd_buf > 0 {
-        setsockopt_int(fd, SOL, libc::SO_SNDBUF, o.snd_buf as i32)
+        set_buf(fd, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE, o.snd_buf)
             .map_err(|e| fail("SO_SNDBUF", e))?;
     }
     if o.rcv_buf > 0 {
-        setsockopt_int(fd, SOL, libc::SO_RCVBUF, o.rcv_buf as i32)
+        set_buf(fd, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE, o.rcv_buf)
             .map_err(|e| fail("SO_RCVBUF", e))?;
     }
     if let Some(secs) = o.linger {

@@ -38,7 +38,8 @@ pub struct Plan {
     pub end: i32,
     /// Socket files a restore binds: (path, the file there before the restore).
     pub files: Vec<(String, Option<FileId>)>,
-    pub inet: crate::inet::RestoreTree,
+    /// Inet sockets already let out of repair mode (`inet::finish`), by inode.
+    pub inet_done: std::collections::HashSet<u64>,
 }
 
 fn lca(tree: &TreeView<'_>, holders: &[i32]) -> Option<i32> {
@@ -252,7 +253,7 @@ pub fn plan(tree: &TreeView<'_>, park: &mut Parking) -> Result<Plan> {
         inherit,
         end: next,
         files,
-        inet: crate::inet::RestoreTree::new(tree)?,
+        inet_done: Default::default(),
     })
 }
 

@@ -106,7 +106,8 @@ impl Payload {
     }
 
     /// What only the owner record of a description carries (content, hash, watched
-    /// descriptors); `mine` are the fds of the process this plugin restores.
+    /// descriptors); `mine` are the fds of the process this plugin restores and its
+    /// sockets (what an epoll set may watch).
     pub fn fill(&mut self, p: &Probe<'_>, mine: &HashSet<i32>) -> Result<()> {
         match self {
             Payload::Regular(r) => r.fill(p),
