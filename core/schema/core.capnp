@@ -127,6 +127,11 @@ struct FileId {
   mtimeNs @2 :Int64;
   dev @3 :UInt64;
   inode @4 :UInt64;
+  mode @5 :UInt32;
+  uid @6 :UInt32;
+  gid @7 :UInt32;
+  buildId @8 :Text;              # ELF build-id, hex; empty: none
+  hash @9 :Text;                 # BLAKE3 of the content, hex; empty: not hashed
 }
 
 struct Rlimit {

@@ -291,6 +291,11 @@ pub fn encode_process(p: &ProcessImage) -> Vec<u8> {
         e.set_mtime_ns(f.mtime_ns);
         e.set_dev(f.dev);
         e.set_inode(f.inode);
+        e.set_mode(f.mode);
+        e.set_uid(f.uid);
+        e.set_gid(f.gid);
+        e.set_build_id(&f.build_id);
+        e.set_hash(&f.hash);
     }
     let mut secs = b.init_sections(p.sections.len() as u32);
     for (i, sec) in p.sections.iter().enumerate() {
@@ -381,6 +386,11 @@ pub fn decode_process(bytes: &[u8]) -> DecodeResult<ProcessImage> {
             mtime_ns: f.get_mtime_ns(),
             dev: f.get_dev(),
             inode: f.get_inode(),
+            mode: f.get_mode(),
+            uid: f.get_uid(),
+            gid: f.get_gid(),
+            build_id: text(f.get_build_id())?,
+            hash: text(f.get_hash())?,
         });
     }
     let mut security = Vec::new();

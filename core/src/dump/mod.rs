@@ -8,6 +8,7 @@ mod freeze;
 pub mod pages;
 
 use crate::error::{Error, Result};
+use crate::fileid::cache::HashCache;
 use crate::image::ImageWriter;
 use crate::model::{Header, ProcessImage, Section, ThreadState, TreeNode};
 use crate::plugin::{DumpCtx, DumpOutcome, DumpTree, FrozenProcess, Pipeline, Remote, TreeState};
@@ -139,15 +140,17 @@ fn dump_into<W: Write>(
         }
         let mut procs = Vec::new();
         let mut runs = Vec::new();
+        let mut hashes = HashCache::load(crate::fileid::cache::default_path());
         for f in tree.iter_mut().filter(|f| f.zombie.is_none()) {
             let mut proc = collect(f.pid, &mut f.tracees, &view, pipeline, &mut states)?;
             proc.attrs.stopped = f.stopped;
             proc.vmas = procinfo::vmas(f.pid)?;
             proc.mapped = crate::mapped::dump(f.pid, &proc.vmas)?;
-            proc.files = procinfo::file_ids(f.pid, &proc.exe, &proc.vmas);
+            proc.files = procinfo::file_ids_with(f.pid, &proc.exe, &proc.vmas, &mut hashes);
             runs.push(pages::plan(f.pid, &mut proc.vmas)?);
             procs.push(proc);
         }
+        hashes.save();
         let total: u64 = runs.iter().flatten().map(|r| r.1 as u64).sum();
         stats.vmas = procs.iter().map(|p| p.vmas.len()).sum();
         stats.page_bytes = total;

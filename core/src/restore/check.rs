@@ -2,6 +2,7 @@
 //! who may restore it, that its files are there and unchanged, and that its pids are free.
 
 use crate::error::{Error, Result};
+use crate::fileid::cache::HashCache;
 use crate::image::ImageReader;
 use crate::model::{FileId, Header, ProcessImage, TreeNode, VmaKind};
 use crate::plugin::{Pipeline, PrepareCtx, TreeState};
@@ -179,8 +180,14 @@ pub(crate) fn prepare(
             });
         }
     }
+    let mut hashes = HashCache::load(crate::fileid::cache::default_path());
     for f in &p.files {
-        let now = FileId::of(&f.path).map_err(|e| Error::FileMismatch {
+        let now = if f.hash.is_empty() {
+            FileId::of(&f.path)
+        } else {
+            crate::fileid::identify_path(&f.path, &mut hashes)
+        }
+        .map_err(|e| Error::FileMismatch {
             path: f.path.clone(),
             what: format!("needed by the process but missing on this host: {e}"),
         })?;
@@ -194,6 +201,7 @@ pub(crate) fn prepare(
             tracing::warn!(path = %f.path, "{what}; restoring anyway (--allow-changed-files)");
         }
     }
+    hashes.save();
     let ctx = PrepareCtx {
         process: p,
         allow_changed_files,
