@@ -161,3 +161,92 @@ fn second_dump_takes_hashes_from_the_cache() {
     drop(prog);
     p.kill();
 }
+
+/// `spirit restore IMG --detach` with the content store in `dir/state`.
+fn restore_with_store(dir: &TestDir, img: &Path, extra: &[&str]) -> (Run, Option<Proc>) {
+    let state = dir.s("state");
+    let pidfile = img.with_extension("pid");
+    let _ = std::fs::remove_file(&pidfile);
+    let (img, pf) = (img.to_string_lossy(), pidfile.to_string_lossy());
+    let mut args = vec!["restore", &img, "--detach", "--pidfile", &pf];
+    args.extend_from_slice(extra);
+    let run = spirit_env(&args, &[("XDG_STATE_HOME", &state)]);
+    if run.code != 0 {
+        return (run, None);
+    }
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid in the pid file");
+    (run, Some(Proc::adopt(pid)))
+}
+
+/// With `--embed-files` the library's content travels in the image (once, compressed):
+/// after the library is replaced by another version, and again after it is deleted,
+/// the restored program calls into its original version; without it the restore of a
+/// deleted library is refused naming it.
+#[test]
+fn embedded_library_replaces_a_changed_or_missing_one() {
+    let dir = TestDir::new("shlib-embed");
+    let (prog, lib) = program(&dir);
+    let log = dir.join("log");
+    let mut p = Proc::spawn(&prog, &[&dir.s("log")], &dir, "shlib_user");
+    wait_lines(&log, 3);
+    let plain = dir.join("plain.spirit");
+    dump(p.pid, &plain, &["--leave-running"]).ok("dump without --embed-files");
+    let img = dir.join("img.spirit");
+    dump(p.pid, &img, &["--embed-files"]).ok("dump --embed-files");
+    p.reap();
+
+    let hash = blake3_hex(&std::fs::read(&lib).unwrap());
+    let run = spirit(&["show", &img.to_string_lossy(), "--json"]);
+    run.ok("show --json");
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    let emb = v["processes"][0]["embedded"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let of_lib: Vec<&Value> = emb.iter().filter(|e| e["hash"] == hash.as_str()).collect();
+    assert_eq!(of_lib.len(), 1, "the library's content once: {emb:?}");
+    assert!(of_lib[0]["compressed"].as_u64() < of_lib[0]["size"].as_u64());
+
+    // Another version at the library's path: the restored program keeps its own.
+    build_lib(dir.path(), "v2");
+    let before = log_lines(&log).len();
+    let (run, r) = restore_with_store(&dir, &img, &[]);
+    run.ok("restore with a changed library");
+    let mut r = r.unwrap();
+    wait_lines(&log, before + 3);
+    let lines = log_lines(&log);
+    assert!(
+        lines[before..].iter().all(|l| l.ends_with(" v1")),
+        "after restore: {:?}",
+        &lines[before..]
+    );
+    let copy = dir.join("state/spirit/files").join(&hash);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", r.pid)).unwrap();
+    assert!(maps.contains(&*copy.to_string_lossy()), "{maps}");
+    assert_eq!(blake3_hex(&std::fs::read(&copy).unwrap()), hash);
+    r.kill();
+
+    // No library at all: the same copy serves again. (The log the program appends to
+    // grew since the checkpoint: accepted; a missing library never is.)
+    std::fs::remove_file(&lib).unwrap();
+    let before = log_lines(&log).len();
+    let (run, r) = restore_with_store(&dir, &img, &["--allow-changed-files"]);
+    run.ok("restore with the library deleted");
+    let mut r = r.unwrap();
+    wait_lines(&log, before + 3);
+    assert!(log_lines(&log)[before..].iter().all(|l| l.ends_with(" v1")));
+    r.kill();
+
+    // Without the content in the image: refused, naming the library.
+    let (run, r) = restore_with_store(&dir, &plain, &["--allow-changed-files"]);
+    assert!(r.is_none());
+    run.fails(
+        11,
+        &[&lib.to_string_lossy(), "missing", "--embed-files"],
+        "restore of a deleted library without its content",
+    );
+}

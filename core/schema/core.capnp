@@ -66,6 +66,13 @@ struct Process {
   attrs @19 :ProcAttrs;         # scheduler, prctl and /proc attributes (procattrs.rs)
   mapped @20 :List(MappedObject); # files deleted while mapped, with their content (mapped.rs)
   security @21 :List(ThreadSecurity);  # per thread, in `threads` order; empty: not recorded
+  embedded @22 :List(EmbeddedFile);  # `dump --embed-files`: needed files' content, each once per image
+}
+
+struct EmbeddedFile {
+  hash @0 :Text;                # BLAKE3 of the content, hex (FileId.hash)
+  size @1 :UInt64;              # uncompressed
+  zstd @2 :Data;                # the content, zstd-compressed
 }
 
 struct MappedObject {

@@ -181,6 +181,13 @@ pub fn encode_process(p: &ProcessImage) -> Vec<u8> {
         e.set_path(&o.path);
         e.set_data(&o.data);
     }
+    let mut em = b.reborrow().init_embedded(p.embedded.len() as u32);
+    for (i, o) in p.embedded.iter().enumerate() {
+        let mut e = em.reborrow().get(i as u32);
+        e.set_hash(&o.hash);
+        e.set_size(o.size);
+        e.set_zstd(&o.zstd);
+    }
     let mut rl = b.reborrow().init_rlimits(p.rlimits.len() as u32);
     for (i, r) in p.rlimits.iter().enumerate() {
         let mut e = rl.reborrow().get(i as u32);
@@ -459,6 +466,17 @@ pub fn decode_process(bytes: &[u8]) -> DecodeResult<ProcessImage> {
                     inode: o.get_inode(),
                     path: text(o.get_path())?,
                     data: o.get_data()?.to_vec(),
+                })
+            })
+            .collect::<DecodeResult<_>>()?,
+        embedded: r
+            .get_embedded()?
+            .iter()
+            .map(|o| {
+                Ok(EmbeddedFile {
+                    hash: text(o.get_hash())?,
+                    size: o.get_size(),
+                    zstd: o.get_zstd()?.to_vec(),
                 })
             })
             .collect::<DecodeResult<_>>()?,

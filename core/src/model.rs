@@ -85,6 +85,20 @@ pub struct ProcessImage {
     /// Per thread (in `threads` order): capabilities, securebits, no_new_privs,
     /// seccomp, syscall user dispatch. Empty in images that did not record them.
     pub security: Vec<ThreadSecurity>,
+    /// Content of needed files (`spirit dump --embed-files`), each content in the
+    /// first process record that needs it ([`crate::fileid::embed`]).
+    pub embedded: Vec<EmbeddedFile>,
+}
+
+/// A needed file's content carried in the image, addressed by its hash.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EmbeddedFile {
+    /// BLAKE3 of the content, lower-case hex (as in [`FileId::hash`]).
+    pub hash: String,
+    /// Uncompressed size.
+    pub size: u64,
+    /// The content, zstd-compressed.
+    pub zstd: Vec<u8>,
 }
 
 /// A file the process maps that was deleted since (memfds included): its content.

@@ -76,6 +76,9 @@ fn process_json(p: &ProcessImage, pipeline: &Pipeline) -> Value {
         "mapped": p.mapped.iter().map(|o| json!({
             "path": o.path, "dev": o.dev, "inode": o.inode, "size": o.data.len(),
         })).collect::<Vec<_>>(),
+        "embedded": p.embedded.iter().map(|o| json!({
+            "hash": o.hash, "size": o.size, "compressed": o.zstd.len(),
+        })).collect::<Vec<_>>(),
         "creds": p.creds, "files": p.files, "rlimits": p.rlimits, "mm": p.mm, "auxv": auxv,
         "vmas": vmas,
         "threads": p.threads.iter().map(thread_json).collect::<Vec<_>>(),

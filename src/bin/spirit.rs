@@ -54,6 +54,12 @@ enum Cmd {
         /// the tree); restore it with `spirit restore --shell-job` from a terminal.
         #[arg(long)]
         shell_job: bool,
+        /// Carry the content of the files the tree needs (executable, libraries, mapped
+        /// files) in the image, compressed, each content once: `all` (the default), or
+        /// `missing-from:MANIFEST` for those whose hash the target's manifest (`spirit
+        /// manifest PATH...` run there) does not list.
+        #[arg(long, value_name = "WHICH", num_args = 0..=1, require_equals = true, default_missing_value = "all")]
+        embed_files: Option<String>,
     },
     /// Bring a process back from an image.
     Restore {
@@ -129,6 +135,7 @@ fn main() {
             ext_unix_reconnect,
             ext_unix_inherit,
             shell_job,
+            embed_files,
         } => spirit::cli::dump(spirit::cli::DumpArgs {
             pid,
             output,
@@ -140,6 +147,7 @@ fn main() {
             ext_unix_reconnect,
             ext_unix_inherit,
             shell_job,
+            embed_files,
         }),
         Cmd::Restore {
             image,

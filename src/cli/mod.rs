@@ -14,6 +14,7 @@ use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use spirit_core::dump::{DumpOptions, DumpStats, Ending};
+use spirit_core::fileid::embed::EmbedFiles;
 use spirit_core::restore::RestoreOptions;
 use spirit_core::{Error, Result};
 use std::fs::File;
@@ -136,11 +137,37 @@ pub struct DumpArgs {
     pub ext_unix_reconnect: Vec<String>,
     pub ext_unix_inherit: Vec<String>,
     pub shell_job: bool,
+    /// `--embed-files[=all|missing-from:MANIFEST]`.
+    pub embed_files: Option<String>,
+}
+
+/// What `--embed-files` asks for.
+fn embed_files(v: Option<&str>) -> Result<EmbedFiles, String> {
+    match v {
+        None => Ok(EmbedFiles::None),
+        Some("all") => Ok(EmbedFiles::All),
+        Some(x) => match x.strip_prefix("missing-from:") {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|t| EmbedFiles::from_manifest(&t))
+                .map_err(|e| format!("--embed-files: manifest {path}: {e}")),
+            None => Err(format!(
+                "--embed-files={x}: expected all or missing-from:MANIFEST"
+            )),
+        },
+    }
 }
 
 pub fn dump(a: DumpArgs) -> i32 {
     shield_from_signals();
+    let embed = match embed_files(a.embed_files.as_deref()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("spirit: error: {e}");
+            return 2;
+        }
+    };
     let opts = DumpOptions {
+        embed_files: embed,
         leave_running: a.leave_running,
         skip_fds: a.skip_fds,
         workers: a.workers,

@@ -10,6 +10,8 @@
 
 pub mod cache;
 pub mod elf;
+pub mod embed;
+pub mod store;
 
 use crate::model::FileId;
 use cache::{HashCache, Key};

@@ -2,9 +2,8 @@
 //! who may restore it, that its files are there and unchanged, and that its pids are free.
 
 use crate::error::{Error, Result};
-use crate::fileid::cache::HashCache;
 use crate::image::ImageReader;
-use crate::model::{FileId, Header, ProcessImage, TreeNode, VmaKind};
+use crate::model::{Header, ProcessImage, TreeNode, VmaKind};
 use crate::plugin::{Pipeline, PrepareCtx, TreeState};
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -145,8 +144,9 @@ pub(crate) fn validate(p: &ProcessImage, pipeline: &Pipeline, path: &str) -> Res
     Ok(())
 }
 
-/// Before any process exists: every file the image maps must be there, and each plugin
-/// gets to check its own needs.
+/// Before any process exists: every file the image maps must be there (their identity
+/// was checked by [`super::files::resolve`]), and each plugin gets to check its own
+/// needs.
 pub(crate) fn prepare(
     p: &ProcessImage,
     pipeline: &Pipeline,
@@ -180,28 +180,6 @@ pub(crate) fn prepare(
             });
         }
     }
-    let mut hashes = HashCache::load(crate::fileid::cache::default_path());
-    for f in &p.files {
-        let now = if f.hash.is_empty() {
-            FileId::of(&f.path)
-        } else {
-            crate::fileid::identify_path(&f.path, &mut hashes)
-        }
-        .map_err(|e| Error::FileMismatch {
-            path: f.path.clone(),
-            what: format!("needed by the process but missing on this host: {e}"),
-        })?;
-        if let Some(what) = f.differs(&now) {
-            if !allow_changed_files {
-                return Err(Error::FileMismatch {
-                    path: f.path.clone(),
-                    what: format!("{what}; the process may crash with another version: restore with --allow-changed-files to accept it"),
-                });
-            }
-            tracing::warn!(path = %f.path, "{what}; restoring anyway (--allow-changed-files)");
-        }
-    }
-    hashes.save();
     let ctx = PrepareCtx {
         process: p,
         allow_changed_files,

@@ -8,6 +8,7 @@
 
 mod check;
 mod child;
+mod files;
 mod memory;
 mod pages;
 mod tasks;
@@ -118,6 +119,7 @@ pub fn restore<R: Read>(
         check::validate(proc, pipeline, path)?;
         check::check_owner(proc)?;
     }
+    files::resolve(&mut procs, opts.allow_changed_files)?;
     let view = TreeView {
         nodes: &nodes,
         procs: &procs,
