@@ -250,3 +250,53 @@ fn embedded_library_replaces_a_changed_or_missing_one() {
         "restore of a deleted library without its content",
     );
 }
+
+/// `spirit manifest` prints the hashes this "target" has; a dump with
+/// `--embed-files=missing-from:MANIFEST` carries only what it lacks (here the
+/// executable, not the library); the executable deleted after the checkpoint, the
+/// restored process runs from the image's copy (its exe link and mapping name it).
+#[test]
+fn manifest_selects_what_is_embedded_and_a_missing_executable_comes_from_the_image() {
+    let dir = TestDir::new("shlib-manifest");
+    let (built, lib) = program(&dir);
+    let prog = copy_prog(&built, dir.path(), "user");
+    let log = dir.join("log");
+    let mut p = Proc::spawn(&prog, &[&dir.s("log")], &dir, "shlib_user");
+    wait_lines(&log, 3);
+
+    let m = spirit(&["manifest", &lib.to_string_lossy()]);
+    m.ok("manifest");
+    let lib_hash = blake3_hex(&std::fs::read(&lib).unwrap());
+    assert_eq!(m.stdout, format!("{lib_hash} {}\n", lib.display()));
+    let manifest = dir.join("manifest");
+    std::fs::write(&manifest, &m.stdout).unwrap();
+    let bad = spirit(&["manifest", &dir.s("nothing-here")]);
+    assert_eq!(bad.code, 1, "{}", bad.stderr);
+
+    let img = dir.join("img.spirit");
+    let opt = format!("--embed-files=missing-from:{}", manifest.display());
+    dump(p.pid, &img, &[&opt]).ok("dump --embed-files=missing-from");
+    p.reap();
+    let exe_hash = blake3_hex(&std::fs::read(&prog).unwrap());
+    let run = spirit(&["show", &img.to_string_lossy(), "--json"]);
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    let hashes: Vec<&str> = v["processes"][0]["embedded"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["hash"].as_str())
+        .collect();
+    assert!(hashes.contains(&exe_hash.as_str()), "{hashes:?}");
+    assert!(!hashes.contains(&lib_hash.as_str()), "{hashes:?}");
+
+    std::fs::remove_file(&prog).unwrap();
+    let before = log_lines(&log).len();
+    let (run, r) = restore_with_store(&dir, &img, &[]);
+    run.ok("restore with the executable deleted");
+    let mut r = r.unwrap();
+    wait_lines(&log, before + 3);
+    let copy = dir.join("state/spirit/files").join(&exe_hash);
+    let exe = std::fs::read_link(format!("/proc/{}/exe", r.pid)).unwrap();
+    assert_eq!(exe, copy);
+    r.kill();
+}

@@ -96,6 +96,12 @@ enum Cmd {
         #[arg(long = "inherit-fd", value_name = "fd[N]:KEY")]
         inherit_fd: Vec<spirit_core::restore::InheritFd>,
     },
+    /// Print this host's manifest of PATHs: `BLAKE3 PATH` a line, for
+    /// `spirit dump --embed-files=missing-from:MANIFEST` on the source host.
+    Manifest {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Print everything in an image.
     Show {
         image: PathBuf,
@@ -170,6 +176,14 @@ fn main() {
             shell_job,
             inherit_fds: inherit_fd,
         }),
+        Cmd::Manifest { paths } => {
+            let (text, problems) = spirit_core::fileid::manifest(&paths);
+            print!("{text}");
+            for p in &problems {
+                eprintln!("spirit: error: {p}");
+            }
+            i32::from(!problems.is_empty())
+        }
         Cmd::Show { image, json } => spirit::cli::show(&image, json),
         Cmd::Check { json } => spirit::cli::check(json),
         Cmd::Plugins { json } => spirit::cli::plugins(json),

@@ -194,3 +194,21 @@ pub fn hash_file(mut f: File) -> Option<String> {
 pub fn hash_bytes(data: &[u8]) -> String {
     blake3::hash(data).to_hex().to_string()
 }
+
+/// This host's manifest of `paths`: `HASH PATH` a line (what `dump
+/// --embed-files=missing-from:` reads), and a message for each path that is not a
+/// readable regular file.
+pub fn manifest(paths: &[std::path::PathBuf]) -> (String, Vec<String>) {
+    let mut cache = HashCache::load(cache::default_path());
+    let (mut text, mut problems) = (String::new(), Vec::new());
+    for p in paths {
+        let path = p.to_string_lossy();
+        match identify_path(&path, &mut cache) {
+            Ok(id) if !id.hash.is_empty() => text += &format!("{} {path}\n", id.hash),
+            Ok(_) => problems.push(format!("{path}: not a regular file")),
+            Err(e) => problems.push(format!("{path}: {e}")),
+        }
+    }
+    cache.save();
+    (text, problems)
+}
