@@ -90,3 +90,17 @@ pub fn embed(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_lines() {
+        let h = "AB".repeat(32);
+        let m = EmbedFiles::from_manifest(&format!("# comment\n\n{h} /usr/lib/x.so\n"));
+        assert!(!m.wants(&h.to_ascii_lowercase()));
+        assert!(m.wants(&"cd".repeat(32)));
+        assert!(!EmbedFiles::None.wants(&h) && EmbedFiles::All.wants(&h));
+    }
+}

@@ -32,20 +32,25 @@ fn bad(hash: &str, what: String) -> Error {
 
 /// The path of `file`'s content in the store, written there first if it is not yet.
 pub fn materialize(file: &EmbeddedFile) -> Result<PathBuf> {
-    let hash = &file.hash;
-    // The name comes from the image: nothing but a hash may become a path.
-    if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(bad(hash, "its name is not a BLAKE3 hash".into()));
-    }
     let dir = dir().ok_or_else(|| {
         Error::Restore(
             "no directory to store file content in (neither XDG_STATE_HOME nor HOME is set)".into(),
         )
     })?;
+    materialize_in(&dir, file)
+}
+
+/// [`materialize`] in the store at `dir`.
+pub fn materialize_in(dir: &std::path::Path, file: &EmbeddedFile) -> Result<PathBuf> {
+    let hash = &file.hash;
+    // The name comes from the image: nothing but a hash may become a path.
+    if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(bad(hash, "its name is not a BLAKE3 hash".into()));
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(&dir)
+        .create(dir)
         .map_err(|e| Error::io(dir.display().to_string(), e))?;
     let path = dir.join(hash);
     let have = std::fs::File::open(&path)
@@ -56,7 +61,7 @@ pub fn materialize(file: &EmbeddedFile) -> Result<PathBuf> {
         return Ok(path);
     }
     let io = |e| Error::io(path.display().to_string(), e);
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     let mut dec = zstd::stream::read::Decoder::new(file.zstd.as_slice())
         .map_err(|e| bad(hash, format!("cannot decompress: {e}")))?;
     let mut hasher = blake3::Hasher::new();
@@ -90,4 +95,60 @@ pub fn materialize(file: &EmbeddedFile) -> Result<PathBuf> {
         .map_err(io)?;
     tmp.persist(&path).map_err(|e| io(e.error))?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn embedded(data: &[u8]) -> EmbeddedFile {
+        EmbeddedFile {
+            hash: crate::fileid::hash_bytes(data),
+            size: data.len() as u64,
+            zstd: zstd::bulk::compress(data, 3).unwrap(),
+        }
+    }
+
+    #[test]
+    fn writes_once_and_verifies() {
+        let d = tempfile::tempdir().unwrap();
+        let e = embedded(b"library bytes");
+        let p = materialize_in(d.path(), &e).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"library bytes");
+        assert_eq!(materialize_in(d.path(), &e).unwrap(), p);
+    }
+
+    #[test]
+    fn bad_image_data_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let good = embedded(b"library bytes");
+        let cases = [
+            EmbeddedFile {
+                hash: "../../etc/passwd".into(),
+                ..good.clone()
+            },
+            EmbeddedFile {
+                size: 3,
+                ..good.clone()
+            },
+            EmbeddedFile {
+                size: 100,
+                ..good.clone()
+            },
+            EmbeddedFile {
+                zstd: b"not zstd at all".to_vec(),
+                ..good.clone()
+            },
+            EmbeddedFile {
+                hash: crate::fileid::hash_bytes(b"other"),
+                ..good.clone()
+            },
+        ];
+        for c in cases {
+            assert!(materialize_in(d.path(), &c).is_err(), "{c:?}");
+        }
+        // Nothing half-written was left under a hash's name.
+        let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+        assert!(names.is_empty(), "{names:?}");
+    }
 }
