@@ -4,7 +4,7 @@
 //! manifest (`spirit manifest PATH...` there) does not list.
 
 use crate::error::{Error, Result};
-use crate::model::{EmbeddedFile, ProcessImage, VmaKind};
+use crate::model::{EmbeddedFile, FileId, ProcessImage, VmaKind};
 use std::collections::HashSet;
 
 /// zstd level: fast, and most of a library's size goes anyway.
@@ -53,9 +53,9 @@ pub fn embed(
     want: &EmbedFiles,
     done: &mut HashSet<String>,
 ) -> Result<Vec<EmbeddedFile>> {
-    let mut out = Vec::new();
+    let mut todo: Vec<(&FileId, Option<String>)> = Vec::new();
     for f in &proc.files {
-        if f.hash.is_empty() || !want.wants(&f.hash) || done.contains(&f.hash) {
+        if f.hash.is_empty() || !want.wants(&f.hash) || !done.insert(f.hash.clone()) {
             continue;
         }
         let via = if f.path == proc.exe {
@@ -66,29 +66,38 @@ pub fn embed(
                 .find(|v| v.kind == VmaKind::File && v.path == f.path)
                 .map(|v| format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end))
         };
-        let data = via
-            .and_then(|v| std::fs::read(v).ok())
-            .map_or_else(|| std::fs::read(&f.path), Ok)
-            .map_err(|e| Error::io(&f.path, e))?;
-        if super::hash_bytes(&data) != f.hash {
-            return Err(Error::Dump {
-                pid,
-                msg: format!(
-                    "{} changed while it was being embedded (its content no longer has blake3 {})",
-                    f.path, f.hash
-                ),
-            });
-        }
-        let zstd = zstd::bulk::compress(&data, LEVEL).map_err(|e| Error::io(&f.path, e))?;
-        tracing::debug!(path = %f.path, size = data.len(), compressed = zstd.len(), "embedded");
-        done.insert(f.hash.clone());
-        out.push(EmbeddedFile {
-            hash: f.hash.clone(),
-            size: data.len() as u64,
-            zstd,
+        todo.push((f, via));
+    }
+    // Read, check and compress on as many threads as there are CPUs: the tree is
+    // frozen meanwhile.
+    super::parallel(todo, |(f, via)| one(pid, f, via))
+        .into_iter()
+        .collect()
+}
+
+/// Read the content of `f` (through `via` where it can), check it still has the
+/// recorded hash and compress it.
+fn one(pid: i32, f: &FileId, via: Option<String>) -> Result<EmbeddedFile> {
+    let data = via
+        .and_then(|v| std::fs::read(v).ok())
+        .map_or_else(|| std::fs::read(&f.path), Ok)
+        .map_err(|e| Error::io(&f.path, e))?;
+    if super::hash_bytes(&data) != f.hash {
+        return Err(Error::Dump {
+            pid,
+            msg: format!(
+                "{} changed while it was being embedded (its content no longer has blake3 {})",
+                f.path, f.hash
+            ),
         });
     }
-    Ok(out)
+    let zstd = zstd::bulk::compress(&data, LEVEL).map_err(|e| Error::io(&f.path, e))?;
+    tracing::debug!(path = %f.path, size = data.len(), compressed = zstd.len(), "embedded");
+    Ok(EmbeddedFile {
+        hash: f.hash.clone(),
+        size: data.len() as u64,
+        zstd,
+    })
 }
 
 #[cfg(test)]

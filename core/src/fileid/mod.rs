@@ -155,30 +155,38 @@ pub fn identify_path(path: &str, cache: &mut HashCache) -> std::io::Result<FileI
 
 /// BLAKE3 of each file, files spread over up to as many threads as there are CPUs.
 fn hash_parallel(files: Vec<(usize, File)>) -> Vec<(usize, String)> {
+    parallel(files, |(i, f)| hash_file(f).map(|h| (i, h)))
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// `f` of each item on up to as many threads as there are CPUs; results in the items'
+/// order.
+pub(crate) fn parallel<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let n = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-        .min(files.len());
-    if n == 0 {
-        return Vec::new();
-    }
-    let queue = std::sync::Mutex::new(files);
-    let out = std::sync::Mutex::new(Vec::new());
+        .min(items.len());
+    let count = items.len();
+    let queue = std::sync::Mutex::new(items.into_iter().enumerate().collect::<Vec<_>>());
+    let out = std::sync::Mutex::new(Vec::with_capacity(count));
     std::thread::scope(|s| {
         for _ in 0..n {
             s.spawn(|| loop {
-                let Some((i, f)) = queue.lock().ok().and_then(|mut q| q.pop()) else {
+                let Some((i, item)) = queue.lock().ok().and_then(|mut q| q.pop()) else {
                     break;
                 };
-                if let Some(h) = hash_file(f) {
-                    if let Ok(mut o) = out.lock() {
-                        o.push((i, h));
-                    }
+                let r = f(item);
+                if let Ok(mut o) = out.lock() {
+                    o.push((i, r));
                 }
             });
         }
     });
-    out.into_inner().unwrap_or_default()
+    let mut out = out.into_inner().unwrap_or_default();
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
 }
 
 /// BLAKE3 of one open file, as lower-case hex.
