@@ -18,6 +18,7 @@ command -v vim.basic >/dev/null || command -v vim >/dev/null || need+=(vim)
 # the language-neutral external plugin test speaks D-Bus from Python through GDBus
 /usr/bin/python3 -c 'import gi; gi.require_version("Gio", "2.0")' 2>/dev/null || need+=(python3-gi gir1.2-glib-2.0)
 command -v script >/dev/null || need+=(bsdutils)
+command -v readelf >/dev/null || need+=(binutils)
 command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ] || need+=(cargo)
 # static libc for the statically linked test programs
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)

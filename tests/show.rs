@@ -40,6 +40,10 @@ fn placeholder(path: &str, v: &Value) -> Option<Value> {
         "processes[].rlimits[].cur" | "processes[].rlimits[].max" => s("[limit]"),
         // The toolchain decides the binary's size.
         "processes[].files[].size" => s("[size]"),
+        // So do its content hash and build-id (both checked before redaction).
+        "processes[].files[].hash" => s("[blake3]"),
+        "processes[].files[].build_id" => s("[build-id]"),
+        "processes[].files[].uid" | "processes[].files[].gid" => s("[owner]"),
         "processes[].threads[].regs" => {
             // Keep the register names, not their values.
             let names = v.as_object()?.keys().cloned().collect::<Vec<_>>();
@@ -137,6 +141,14 @@ fn show_json_of_a_small_static_program() {
         Some(std::fs::metadata(&img).unwrap().len())
     );
     assert_eq!(v["pages"]["bytes"], v["trailer"]["page_bytes"]);
+    let exe = &v["processes"][0]["files"][0];
+    let data = std::fs::read(&prog).unwrap();
+    assert_eq!(exe["hash"].as_str(), Some(blake3_hex(&data).as_str()));
+    let bid = exe["build_id"].as_str().unwrap_or_default();
+    assert!(
+        bid.len() >= 16 && readelf_notes(&prog).contains(bid),
+        "{exe}"
+    );
     redact(&mut v, "", dir.path());
     insta::assert_json_snapshot!("show_static_sleeper", v);
 

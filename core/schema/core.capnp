@@ -66,6 +66,13 @@ struct Process {
   attrs @19 :ProcAttrs;         # scheduler, prctl and /proc attributes (procattrs.rs)
   mapped @20 :List(MappedObject); # files deleted while mapped, with their content (mapped.rs)
   security @21 :List(ThreadSecurity);  # per thread, in `threads` order; empty: not recorded
+  embedded @22 :List(EmbeddedFile);  # `dump --embed-files`: needed files' content, each once per image
+}
+
+struct EmbeddedFile {
+  hash @0 :Text;                # BLAKE3 of the content, hex (FileId.hash)
+  size @1 :UInt64;              # uncompressed
+  zstd @2 :Data;                # the content, zstd-compressed
 }
 
 struct MappedObject {
@@ -127,6 +134,11 @@ struct FileId {
   mtimeNs @2 :Int64;
   dev @3 :UInt64;
   inode @4 :UInt64;
+  mode @5 :UInt32;
+  uid @6 :UInt32;
+  gid @7 :UInt32;
+  buildId @8 :Text;              # ELF build-id, hex; empty: none
+  hash @9 :Text;                 # BLAKE3 of the content, hex; empty: not hashed
 }
 
 struct Rlimit {

@@ -188,6 +188,13 @@ pub fn encode_process(p: &ProcessImage) -> Vec<u8> {
         e.set_path(&o.path);
         e.set_data(&o.data);
     }
+    let mut em = b.reborrow().init_embedded(p.embedded.len() as u32);
+    for (i, o) in p.embedded.iter().enumerate() {
+        let mut e = em.reborrow().get(i as u32);
+        e.set_hash(&o.hash);
+        e.set_size(o.size);
+        e.set_zstd(&o.zstd);
+    }
     let mut rl = b.reborrow().init_rlimits(p.rlimits.len() as u32);
     for (i, r) in p.rlimits.iter().enumerate() {
         let mut e = rl.reborrow().get(i as u32);
@@ -298,6 +305,11 @@ pub fn encode_process(p: &ProcessImage) -> Vec<u8> {
         e.set_mtime_ns(f.mtime_ns);
         e.set_dev(f.dev);
         e.set_inode(f.inode);
+        e.set_mode(f.mode);
+        e.set_uid(f.uid);
+        e.set_gid(f.gid);
+        e.set_build_id(&f.build_id);
+        e.set_hash(&f.hash);
     }
     let mut secs = b.init_sections(p.sections.len() as u32);
     for (i, sec) in p.sections.iter().enumerate() {
@@ -389,6 +401,11 @@ pub fn decode_process(bytes: &[u8]) -> DecodeResult<ProcessImage> {
             mtime_ns: f.get_mtime_ns(),
             dev: f.get_dev(),
             inode: f.get_inode(),
+            mode: f.get_mode(),
+            uid: f.get_uid(),
+            gid: f.get_gid(),
+            build_id: text(f.get_build_id())?,
+            hash: text(f.get_hash())?,
         });
     }
     let mut security = Vec::new();
@@ -457,6 +474,17 @@ pub fn decode_process(bytes: &[u8]) -> DecodeResult<ProcessImage> {
                     inode: o.get_inode(),
                     path: text(o.get_path())?,
                     data: o.get_data()?.to_vec(),
+                })
+            })
+            .collect::<DecodeResult<_>>()?,
+        embedded: r
+            .get_embedded()?
+            .iter()
+            .map(|o| {
+                Ok(EmbeddedFile {
+                    hash: text(o.get_hash())?,
+                    size: o.get_size(),
+                    zstd: o.get_zstd()?.to_vec(),
                 })
             })
             .collect::<DecodeResult<_>>()?,

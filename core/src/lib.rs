@@ -23,6 +23,7 @@ pub mod codec;
 pub mod dump;
 pub mod error;
 pub mod fdclass;
+pub mod fileid;
 pub mod header;
 pub mod image;
 pub mod mapped;

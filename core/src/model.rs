@@ -85,6 +85,20 @@ pub struct ProcessImage {
     /// Per thread (in `threads` order): capabilities, securebits, no_new_privs,
     /// seccomp, syscall user dispatch. Empty in images that did not record them.
     pub security: Vec<ThreadSecurity>,
+    /// Content of needed files (`spirit dump --embed-files`), each content in the
+    /// first process record that needs it ([`crate::fileid::embed`]).
+    pub embedded: Vec<EmbeddedFile>,
+}
+
+/// A needed file's content carried in the image, addressed by its hash.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EmbeddedFile {
+    /// BLAKE3 of the content, lower-case hex (as in [`FileId::hash`]).
+    pub hash: String,
+    /// Uncompressed size.
+    pub size: u64,
+    /// The content, zstd-compressed.
+    pub zstd: Vec<u8>,
 }
 
 /// A file the process maps that was deleted since (memfds included): its content.
@@ -133,7 +147,8 @@ pub struct Creds {
     pub dumpable: u8,
 }
 
-/// What a file was at checkpoint: a restore refuses a file that changed since.
+/// What a file was at checkpoint: a restore refuses a file that changed since
+/// (comparison and hashing in [`crate::fileid`]).
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct FileId {
     pub path: String,
@@ -141,37 +156,13 @@ pub struct FileId {
     pub mtime_ns: i64,
     pub dev: u64,
     pub inode: u64,
-}
-
-impl FileId {
-    /// Identity of the file at `path` now.
-    pub fn of(path: &str) -> std::io::Result<FileId> {
-        use std::os::unix::fs::MetadataExt;
-        let md = std::fs::metadata(path)?;
-        Ok(FileId {
-            path: path.to_string(),
-            size: md.size(),
-            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-            dev: md.dev(),
-            inode: md.ino(),
-        })
-    }
-
-    /// How `now` differs from this record, if it does (device and inode are not
-    /// compared: a copy on another host, or a package reinstall, is the same file when
-    /// size and modification time agree).
-    pub fn differs(&self, now: &FileId) -> Option<String> {
-        if self.size != now.size {
-            return Some(format!(
-                "its size changed from {} to {} bytes since the checkpoint",
-                self.size, now.size
-            ));
-        }
-        if self.mtime_ns != now.mtime_ns {
-            return Some("it was modified since the checkpoint".to_string());
-        }
-        None
-    }
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// ELF build-id, lower-case hex (empty: none, or not an ELF file).
+    pub build_id: String,
+    /// BLAKE3 of the content, lower-case hex (empty: not hashed).
+    pub hash: String,
 }
 
 impl ProcessImage {

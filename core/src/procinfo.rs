@@ -1,6 +1,7 @@
 //! Reading a process's state from /proc.
 
 use crate::error::{Error, Result};
+use crate::fileid::{cache::HashCache, Wanted};
 use crate::model::{Creds, FileId, MmState, Rlimit, Vma, VmaKind};
 use procfs::process::{LimitValue, Process};
 
@@ -166,30 +167,31 @@ pub fn innermost_pid(pid: i32) -> Result<i32> {
 }
 
 /// Identity of the executable and of every mapped file, taken from the files the
-/// process really has (through /proc links), named by their paths.
+/// process really has (through /proc links), named by their paths, content hashes
+/// included (through the user's hash cache, see [`crate::fileid::cache`]).
 pub fn file_ids(pid: i32, exe: &str, vmas: &[Vma]) -> Vec<FileId> {
-    let mut out: Vec<FileId> = Vec::new();
-    let mut add = |path: &str, via: String| {
-        if out.iter().any(|f| f.path == path) {
-            return;
-        }
-        if let Ok(mut id) = FileId::of(&via) {
-            id.path = path.to_string();
-            out.push(id);
-        }
-    };
-    add(exe, format!("/proc/{pid}/exe"));
+    let mut cache = HashCache::load(crate::fileid::cache::default_path());
+    let ids = file_ids_with(pid, exe, vmas, &mut cache);
+    cache.save();
+    ids
+}
+
+/// [`file_ids`] with a cache the caller loads and saves (once for a whole tree).
+pub fn file_ids_with(pid: i32, exe: &str, vmas: &[Vma], cache: &mut HashCache) -> Vec<FileId> {
+    let mut wanted = vec![Wanted {
+        path: exe.to_string(),
+        via: format!("/proc/{pid}/exe"),
+    }];
     // Deleted files travel in the image (mapped.rs): no identity to check.
-    for v in vmas
-        .iter()
-        .filter(|v| v.kind == VmaKind::File && !crate::mapped::is_deleted_file(v))
-    {
-        add(
-            &v.path,
-            format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end),
-        );
-    }
-    out
+    wanted.extend(
+        vmas.iter()
+            .filter(|v| v.kind == VmaKind::File && !crate::mapped::is_deleted_file(v))
+            .map(|v| Wanted {
+                path: v.path.clone(),
+                via: format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end),
+            }),
+    );
+    crate::fileid::identify(&wanted, cache)
 }
 
 pub(crate) fn rlimits(pid: i32) -> Result<Vec<Rlimit>> {

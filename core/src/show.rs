@@ -76,6 +76,9 @@ fn process_json(p: &ProcessImage, pipeline: &Pipeline) -> Value {
         "mapped": p.mapped.iter().map(|o| json!({
             "path": o.path, "dev": o.dev, "inode": o.inode, "size": o.data.len(),
         })).collect::<Vec<_>>(),
+        "embedded": p.embedded.iter().map(|o| json!({
+            "hash": o.hash, "size": o.size, "compressed": o.zstd.len(),
+        })).collect::<Vec<_>>(),
         "creds": p.creds, "files": p.files, "rlimits": p.rlimits, "mm": p.mm, "auxv": auxv,
         "vmas": vmas,
         "threads": p.threads.iter().map(thread_json).collect::<Vec<_>>(),
@@ -165,6 +168,21 @@ pub fn render_text(v: &Value) -> String {
             mm["brk"].as_u64().unwrap_or(0),
             mm["start_stack"].as_u64().unwrap_or(0)
         );
+        out += "  files:\n";
+        for f in p["files"].as_array().into_iter().flatten() {
+            let opt = |k: &str, label: &str| match f[k].as_str() {
+                Some(x) if !x.is_empty() => format!(" {label} {x}"),
+                _ => String::new(),
+            };
+            out += &format!(
+                "    {} {} bytes mode {:o}{}{}\n",
+                s(&f["path"]),
+                f["size"],
+                f["mode"].as_u64().unwrap_or(0),
+                opt("build_id", "build-id"),
+                opt("hash", "blake3"),
+            );
+        }
         out += "  memory:\n";
         for m in p["vmas"].as_array().into_iter().flatten() {
             out += &format!(

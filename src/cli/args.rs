@@ -63,6 +63,12 @@ pub enum Cmd {
     Dump(DumpArgs),
     /// Bring a process back from an image.
     Restore(RestoreArgs),
+    /// Print this host's manifest of PATHs: `BLAKE3 PATH` a line, for
+    /// `spirit dump --embed-files=missing-from:MANIFEST` on the source host.
+    Manifest {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Print everything in an image.
     Show {
         image: PathBuf,

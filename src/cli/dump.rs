@@ -5,6 +5,7 @@ use super::{end_stdout, fail, mib, shield_from_signals, ProgressOut, IO_BUF};
 use crate::default_pipeline;
 use clap::Args;
 use spirit_core::dump::{DumpOptions, DumpStats, Ending};
+use spirit_core::fileid::embed::EmbedFiles;
 use spirit_core::{Error, Result};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -48,9 +49,31 @@ pub struct DumpArgs {
     /// the tree); restore it with `spirit restore --shell-job` from a terminal.
     #[arg(long)]
     pub shell_job: bool,
+    /// Carry the content of the files the tree needs (executable, libraries, mapped
+    /// files) in the image, compressed, each content once: `all` (the default), or
+    /// `missing-from:MANIFEST` for those whose hash the target's manifest (`spirit
+    /// manifest PATH...` run there) does not list.
+    #[arg(long, value_name = "WHICH", num_args = 0..=1, require_equals = true, default_missing_value = "all")]
+    pub embed_files: Option<String>,
     /// Print the result as one JSON object on stdout (not with `-o -`).
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `--embed-files` asks for.
+fn embed_files(v: Option<&str>) -> std::result::Result<EmbedFiles, String> {
+    match v {
+        None => Ok(EmbedFiles::None),
+        Some("all") => Ok(EmbedFiles::All),
+        Some(x) => match x.strip_prefix("missing-from:") {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|t| EmbedFiles::from_manifest(&t))
+                .map_err(|e| format!("--embed-files: manifest {path}: {e}")),
+            None => Err(format!(
+                "--embed-files={x}: expected all or missing-from:MANIFEST"
+            )),
+        },
+    }
 }
 
 /// The `--json` object of `spirit dump` (field names are stable; README, "JSON").
@@ -94,8 +117,16 @@ pub fn dump(a: DumpArgs) -> i32 {
         );
         return 2;
     }
+    let embed = match embed_files(a.embed_files.as_deref()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("spirit: error: {e}");
+            return 2;
+        }
+    };
     shield_from_signals();
     let opts = DumpOptions {
+        embed_files: embed,
         leave_running: a.leave_running,
         skip_fds: a.skip_fds,
         workers: a.workers,

@@ -120,6 +120,14 @@ pub fn run(cli: Cli) -> i32 {
     match cli.cmd {
         Cmd::Dump(a) => dump(a),
         Cmd::Restore(a) => restore(a),
+        Cmd::Manifest { paths } => {
+            let (text, problems) = spirit_core::fileid::manifest(&paths);
+            print!("{text}");
+            for p in &problems {
+                eprintln!("spirit: error: {p}");
+            }
+            i32::from(!problems.is_empty())
+        }
         Cmd::Show { image, json } => show(&image, json),
         Cmd::Check { json } => check(json),
         Cmd::Plugins { json } => plugins(json),

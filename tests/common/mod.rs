@@ -668,3 +668,21 @@ pub fn read_pids(dir: &TestDir) -> Vec<i32> {
         .map(|x| x.parse().expect("pid"))
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------
+// File identity
+
+/// BLAKE3 of `data`, lower-case hex (what spirit records as a file's content hash).
+pub fn blake3_hex(data: &[u8]) -> String {
+    blake3::hash(data).to_hex().to_string()
+}
+
+/// `readelf -n FILE` (its notes, the GNU build-id among them).
+pub fn readelf_notes(path: &Path) -> String {
+    let out = Command::new("readelf")
+        .arg("-n")
+        .arg(path)
+        .output()
+        .expect("run readelf");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

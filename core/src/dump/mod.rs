@@ -8,6 +8,7 @@ mod freeze;
 pub mod pages;
 
 use crate::error::{Error, Result};
+use crate::fileid::cache::HashCache;
 use crate::image::ImageWriter;
 use crate::model::{Header, ProcessImage, Section, ThreadState, TreeNode};
 use crate::plugin::{DumpCtx, DumpOutcome, DumpTree, FrozenProcess, Pipeline, Remote, TreeState};
@@ -37,6 +38,8 @@ pub struct DumpOptions {
     /// Accept descriptors on a terminal outside the tree (the shell the process was
     /// started from): recorded to be put on the restoring terminal (`--shell-job`).
     pub shell_job: bool,
+    /// Which needed files' content the image carries (`--embed-files`).
+    pub embed_files: crate::fileid::embed::EmbedFiles,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -147,15 +150,20 @@ fn dump_into<W: Write>(
         }
         let mut procs = Vec::new();
         let mut runs = Vec::new();
+        let mut hashes = HashCache::load(crate::fileid::cache::default_path());
+        let mut embedded = std::collections::HashSet::new();
         for f in tree.iter_mut().filter(|f| f.zombie.is_none()) {
             let mut proc = collect(f.pid, &mut f.tracees, &view, pipeline, &mut states)?;
             proc.attrs.stopped = f.stopped;
             proc.vmas = procinfo::vmas(f.pid)?;
             proc.mapped = crate::mapped::dump(f.pid, &proc.vmas)?;
-            proc.files = procinfo::file_ids(f.pid, &proc.exe, &proc.vmas);
+            proc.files = procinfo::file_ids_with(f.pid, &proc.exe, &proc.vmas, &mut hashes);
+            proc.embedded =
+                crate::fileid::embed::embed(f.pid, &proc, &opts.embed_files, &mut embedded)?;
             runs.push(pages::plan(f.pid, &mut proc.vmas)?);
             procs.push(proc);
         }
+        hashes.save();
         let total: u64 = runs.iter().flatten().map(|r| r.1 as u64).sum();
         tracing::debug!(
             page_bytes = total,

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::image::ImageReader;
-use crate::model::{FileId, Header, ProcessImage, TreeNode, VmaKind};
+use crate::model::{Header, ProcessImage, TreeNode, VmaKind};
 use crate::plugin::{Pipeline, PrepareCtx, TreeState};
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -144,8 +144,9 @@ pub(crate) fn validate(p: &ProcessImage, pipeline: &Pipeline, path: &str) -> Res
     Ok(())
 }
 
-/// Before any process exists: every file the image maps must be there, and each plugin
-/// gets to check its own needs.
+/// Before any process exists: every file the image maps must be there (their identity
+/// was checked by [`super::files::resolve`]), and each plugin gets to check its own
+/// needs.
 pub(crate) fn prepare(
     p: &ProcessImage,
     pipeline: &Pipeline,
@@ -177,21 +178,6 @@ pub(crate) fn prepare(
                 path: path.clone(),
                 what: format!("needed by the process (it is mapped or its executable) but missing on this host: {e}"),
             });
-        }
-    }
-    for f in &p.files {
-        let now = FileId::of(&f.path).map_err(|e| Error::FileMismatch {
-            path: f.path.clone(),
-            what: format!("needed by the process but missing on this host: {e}"),
-        })?;
-        if let Some(what) = f.differs(&now) {
-            if !allow_changed_files {
-                return Err(Error::FileMismatch {
-                    path: f.path.clone(),
-                    what: format!("{what}; the process may crash with another version: restore with --allow-changed-files to accept it"),
-                });
-            }
-            tracing::warn!(path = %f.path, "{what}; restoring anyway (--allow-changed-files)");
         }
     }
     let ctx = PrepareCtx {

@@ -8,6 +8,7 @@
 
 mod check;
 mod child;
+mod files;
 mod memory;
 mod pages;
 mod tasks;
@@ -124,6 +125,7 @@ pub fn restore<R: Read>(
         check::validate(proc, pipeline, path)?;
         check::check_owner(proc)?;
     }
+    files::resolve(&mut procs, opts.allow_changed_files)?;
     tracing::debug!("restore: image checked against this host");
     let view = TreeView {
         nodes: &nodes,

@@ -31,6 +31,7 @@ complete -c spirit -n "__fish_spirit_needs_command" -s h -l help -d 'Print help'
 complete -c spirit -n "__fish_spirit_needs_command" -s V -l version -d 'Print version'
 complete -c spirit -n "__fish_spirit_needs_command" -f -a "dump" -d 'Freeze a process, write it into an image, then end it (or let it run on)'
 complete -c spirit -n "__fish_spirit_needs_command" -f -a "restore" -d 'Bring a process back from an image'
+complete -c spirit -n "__fish_spirit_needs_command" -f -a "manifest" -d 'Print this host\'s manifest of PATHs: `BLAKE3 PATH` a line, for `spirit dump --embed-files=missing-from:MANIFEST` on the source host'
 complete -c spirit -n "__fish_spirit_needs_command" -f -a "show" -d 'Print everything in an image'
 complete -c spirit -n "__fish_spirit_needs_command" -f -a "check" -d 'Check that this host\'s kernel offers what spirit needs'
 complete -c spirit -n "__fish_spirit_needs_command" -f -a "plugins" -d 'List the plugins: built-in ones and external ones found by their manifests'
@@ -45,6 +46,7 @@ complete -c spirit -n "__fish_spirit_using_subcommand dump" -l progress-fd -d 'W
 complete -c spirit -n "__fish_spirit_using_subcommand dump" -l verdict-fd -d 'After the image is out, wait for one byte on this fd: `k` ends the process, anything else or end-of-file resumes it (migration)' -r
 complete -c spirit -n "__fish_spirit_using_subcommand dump" -l ext-unix-reconnect -d 'A unix socket connected to a peer outside the tree is connected again to the peer\'s name at restore (safe for datagram logging sockets such as /dev/log). Without a value: every such socket; else the peer\'s path, `@NAME` for an abstract name, or `socket:[INODE]` of our socket (repeatable)' -r
 complete -c spirit -n "__fish_spirit_using_subcommand dump" -l ext-unix-inherit -d 'A unix socket connected outside the tree is recorded as external: the restorer must be given a socket for it (`restore --inherit-fd fd[N]:socket:[INODE]`). Same selectors as --ext-unix-reconnect' -r
+complete -c spirit -n "__fish_spirit_using_subcommand dump" -l embed-files -d 'Carry the content of the files the tree needs (executable, libraries, mapped files) in the image, compressed, each content once: `all` (the default), or `missing-from:MANIFEST` for those whose hash the target\'s manifest (`spirit manifest PATH...` run there) does not list' -r
 complete -c spirit -n "__fish_spirit_using_subcommand dump" -l log-file -d 'Also write the full debug log to this file (attach it to a bug report)' -r -F
 complete -c spirit -n "__fish_spirit_using_subcommand dump" -l leave-running -d 'Let the process run on after the checkpoint instead of killing it'
 complete -c spirit -n "__fish_spirit_using_subcommand dump" -l shell-job -d 'Accept descriptors on the terminal the process was started from (outside the tree); restore it with `spirit restore --shell-job` from a terminal'
@@ -66,6 +68,10 @@ complete -c spirit -n "__fish_spirit_using_subcommand restore" -l json -d 'Print
 complete -c spirit -n "__fish_spirit_using_subcommand restore" -s v -l verbose -d 'More log on stderr: -v info, -vv debug, -vvv trace'
 complete -c spirit -n "__fish_spirit_using_subcommand restore" -s q -l quiet -d 'Only errors on stderr'
 complete -c spirit -n "__fish_spirit_using_subcommand restore" -s h -l help -d 'Print help'
+complete -c spirit -n "__fish_spirit_using_subcommand manifest" -l log-file -d 'Also write the full debug log to this file (attach it to a bug report)' -r -F
+complete -c spirit -n "__fish_spirit_using_subcommand manifest" -s v -l verbose -d 'More log on stderr: -v info, -vv debug, -vvv trace'
+complete -c spirit -n "__fish_spirit_using_subcommand manifest" -s q -l quiet -d 'Only errors on stderr'
+complete -c spirit -n "__fish_spirit_using_subcommand manifest" -s h -l help -d 'Print help'
 complete -c spirit -n "__fish_spirit_using_subcommand show" -l log-file -d 'Also write the full debug log to this file (attach it to a bug report)' -r -F
 complete -c spirit -n "__fish_spirit_using_subcommand show" -l json -d 'Machine-readable JSON instead of text'
 complete -c spirit -n "__fish_spirit_using_subcommand show" -s v -l verbose -d 'More log on stderr: -v info, -vv debug, -vvv trace'
@@ -102,12 +108,13 @@ complete -c spirit -n "__fish_spirit_using_subcommand migrate" -l json -d 'Print
 complete -c spirit -n "__fish_spirit_using_subcommand migrate" -s v -l verbose -d 'More log on stderr: -v info, -vv debug, -vvv trace'
 complete -c spirit -n "__fish_spirit_using_subcommand migrate" -s q -l quiet -d 'Only errors on stderr'
 complete -c spirit -n "__fish_spirit_using_subcommand migrate" -s h -l help -d 'Print help'
-complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore show check plugins jobs peers migrate help" -f -a "dump" -d 'Freeze a process, write it into an image, then end it (or let it run on)'
-complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore show check plugins jobs peers migrate help" -f -a "restore" -d 'Bring a process back from an image'
-complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore show check plugins jobs peers migrate help" -f -a "show" -d 'Print everything in an image'
-complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore show check plugins jobs peers migrate help" -f -a "check" -d 'Check that this host\'s kernel offers what spirit needs'
-complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore show check plugins jobs peers migrate help" -f -a "plugins" -d 'List the plugins: built-in ones and external ones found by their manifests'
-complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore show check plugins jobs peers migrate help" -f -a "jobs" -d 'List spiritd\'s jobs'
-complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore show check plugins jobs peers migrate help" -f -a "peers" -d 'List the peers spiritd trusts'
-complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore show check plugins jobs peers migrate help" -f -a "migrate" -d 'Move a running process to a peer host through spiritd; it ends here only once it runs there, and resumes here if anything fails before that'
-complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore show check plugins jobs peers migrate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore manifest show check plugins jobs peers migrate help" -f -a "dump" -d 'Freeze a process, write it into an image, then end it (or let it run on)'
+complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore manifest show check plugins jobs peers migrate help" -f -a "restore" -d 'Bring a process back from an image'
+complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore manifest show check plugins jobs peers migrate help" -f -a "manifest" -d 'Print this host\'s manifest of PATHs: `BLAKE3 PATH` a line, for `spirit dump --embed-files=missing-from:MANIFEST` on the source host'
+complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore manifest show check plugins jobs peers migrate help" -f -a "show" -d 'Print everything in an image'
+complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore manifest show check plugins jobs peers migrate help" -f -a "check" -d 'Check that this host\'s kernel offers what spirit needs'
+complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore manifest show check plugins jobs peers migrate help" -f -a "plugins" -d 'List the plugins: built-in ones and external ones found by their manifests'
+complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore manifest show check plugins jobs peers migrate help" -f -a "jobs" -d 'List spiritd\'s jobs'
+complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore manifest show check plugins jobs peers migrate help" -f -a "peers" -d 'List the peers spiritd trusts'
+complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore manifest show check plugins jobs peers migrate help" -f -a "migrate" -d 'Move a running process to a peer host through spiritd; it ends here only once it runs there, and resumes here if anything fails before that'
+complete -c spirit -n "__fish_spirit_using_subcommand help; and not __fish_seen_subcommand_from dump restore manifest show check plugins jobs peers migrate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
