@@ -76,33 +76,6 @@ impl Drop for Tree {
     }
 }
 
-/// The network lock table an image names, deleted when dropped: a test that fails
-/// between the dump and the restore leaves no table on the host (after a restore it is
-/// already gone).
-struct LockGuard(Option<String>);
-
-impl LockGuard {
-    fn of(img: &std::path::Path) -> LockGuard {
-        let shown = spirit(&["show", &img.to_string_lossy(), "--json"]);
-        LockGuard(
-            shown
-                .stdout
-                .split("\"spirit_lock_")
-                .nth(1)
-                .and_then(|s| s.split('"').next())
-                .map(|s| format!("spirit_lock_{s}")),
-        )
-    }
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        if let Some(t) = &self.0 {
-            let _ = sh(&format!("nft delete table inet {t} 2>/dev/null"));
-        }
-    }
-}
-
 fn incr(c: &mut TcpStream, r: &mut BufReader<TcpStream>) -> i64 {
     c.write_all(b"INCR spirit_counter\r\n").unwrap();
     let mut line = String::new();

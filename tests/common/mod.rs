@@ -686,3 +686,33 @@ pub fn readelf_notes(path: &Path) -> String {
         .expect("run readelf");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+// ---------------------------------------------------------------------------------------
+// Network lock tables (sockets tests)
+
+/// The network lock table an image names, deleted when dropped: a test that fails
+/// between the dump and the restore leaves no table on the host (after a restore it is
+/// already gone).
+pub struct LockGuard(pub Option<String>);
+
+impl LockGuard {
+    pub fn of(img: &std::path::Path) -> LockGuard {
+        let shown = spirit(&["show", &img.to_string_lossy(), "--json"]);
+        LockGuard(
+            shown
+                .stdout
+                .split("\"spirit_lock_")
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .map(|s| format!("spirit_lock_{s}")),
+        )
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            let _ = sh(&format!("nft delete table inet {t} 2>/dev/null"));
+        }
+    }
+}
