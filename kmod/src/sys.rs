@@ -39,8 +39,18 @@ pub fn clone3_fork(set_tid: Option<i32>) -> Result<ForkOutcome> {
 
 /// [`clone3_fork`], optionally into a new pid namespace (the child is its init, pid 1).
 pub fn clone3_fork_with(set_tid: Option<i32>, new_pid_ns: bool) -> Result<ForkOutcome> {
-    // One entry per thread: not a /proc parser, just a count.
-    let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    // One entry per thread: not a /proc parser, just a count. A thread that was just
+    // joined can still be listed for a moment (join returns when it clears its tid,
+    // before the kernel has finished with it): give such stragglers a second to go.
+    let count = || std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    let mut threads = count();
+    for _ in 0..1000 {
+        if threads == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        threads = count();
+    }
     if threads != 1 {
         return Err(Error::Unexpected {
             tid: std::process::id() as i32,
