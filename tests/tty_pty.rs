@@ -272,8 +272,17 @@ fn vim_in_a_tmux_server_is_checkpointed_with_the_server() {
     tmux.server.as_mut().unwrap().reap();
     wait_gone(&panes);
     tmux.server = Some(restore_ok(&img, &[]));
-    // The server kept vim's screen: the same, unchanged.
-    assert_eq!(tmux.screen("vim"), before, "capture-pane after the restore");
+    // The server kept vim's screen: the same, unchanged (the restored server may take a
+    // moment before it answers capture-pane with its screen).
+    let mut now = tmux.screen("vim");
+    for _ in 0..100 {
+        if now == before {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        now = tmux.screen("vim");
+    }
+    assert_eq!(now, before, "capture-pane after the restore");
     assert!(pid_alive(vim));
     if !vim_timers_restored(vim, had_timer) {
         return;

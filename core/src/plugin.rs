@@ -179,6 +179,23 @@ impl TreeView<'_> {
         false
     }
 
+    /// The lowest common ancestor of `holders` in the tree (who creates what they
+    /// share before forking them); `None` for an empty list or disjoint holders.
+    pub fn common_ancestor(&self, holders: &[i32]) -> Option<i32> {
+        let mut cur = *holders.first()?;
+        for _ in 0..=self.nodes.len() {
+            if holders.iter().all(|&h| self.is_ancestor_or_self(cur, h)) {
+                return Some(cur);
+            }
+            let n = self.nodes.iter().find(|n| n.pid == cur)?;
+            if n.ppid == cur {
+                return None;
+            }
+            cur = n.ppid;
+        }
+        None
+    }
+
     /// Every process's section of `plugin`: (pid, section bytes).
     pub fn sections(&self, plugin: &str) -> Vec<(i32, &[u8])> {
         self.procs
@@ -240,6 +257,27 @@ impl Parking {
     pub fn end(&self) -> i32 {
         self.next
     }
+}
+
+/// In a restore child: make sure descriptor numbers below `end` (parked ones) can be
+/// used, raising the soft RLIMIT_NOFILE up to the hard one (the process's own limits
+/// are set again after its setup). `what` names what is parked, for the message.
+pub fn ensure_fd_room(pid: i32, end: i32, what: &str) -> Result<()> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
+        .map_err(|e| crate::Error::Restore(format!("getrlimit(RLIMIT_NOFILE): {e}")))?;
+    let need = end as u64;
+    if soft >= need {
+        return Ok(());
+    }
+    if hard < need {
+        return Err(crate::Error::Restore(format!(
+            "process {pid}: {what} are parked at numbers up to {}, above the limit of {hard} open files; raise it (ulimit -n) and restore again",
+            end - 1
+        )));
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, need, hard)
+        .map_err(|e| crate::Error::Restore(format!("setrlimit(RLIMIT_NOFILE, {need}): {e}")))
 }
 
 /// What a plugin sees in the remote phase of a restore.

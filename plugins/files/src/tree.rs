@@ -146,22 +146,6 @@ fn bad(msg: String) -> Error {
     ))
 }
 
-/// The lowest common ancestor of `holders` in the tree.
-fn lca(tree: &TreeView<'_>, holders: &[i32]) -> Option<i32> {
-    let mut cur = *holders.first()?;
-    for _ in 0..=tree.nodes.len() {
-        if holders.iter().all(|&h| tree.is_ancestor_or_self(cur, h)) {
-            return Some(cur);
-        }
-        let n = tree.nodes.iter().find(|n| n.pid == cur)?;
-        if n.ppid == cur {
-            return None;
-        }
-        cur = n.ppid;
-    }
-    None
-}
-
 /// The pids process `pid`'s /proc paths may name, for reopening them in its restore
 /// child (run there: `getpid` tells whether it got another pid).
 pub fn pids_of(tree: &TreeView<'_>, pid: i32) -> Pids {
@@ -264,7 +248,7 @@ fn compute(tree: &TreeView<'_>, secs: &[(i32, &[u8])], park: &mut Parking) -> Re
     let mut next = park.take(groups.iter().map(|g| g.descs.len()).sum())?;
     let mut slots = HashMap::new();
     for g in &mut groups {
-        g.creator = lca(tree, &g.holders).ok_or_else(|| {
+        g.creator = tree.common_ancestor(&g.holders).ok_or_else(|| {
             bad(format!(
                 "processes {:?} share a descriptor but have no common ancestor in the tree",
                 g.holders
@@ -285,26 +269,6 @@ fn compute(tree: &TreeView<'_>, secs: &[(i32, &[u8])], park: &mut Parking) -> Re
     })
 }
 
-/// Make sure descriptor numbers below `end` can be used (raise the soft RLIMIT_NOFILE
-/// up to the hard one; the process's own limits are set again after its setup).
-fn ensure_nofile(pid: i32, end: i32) -> Result<()> {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
-        .map_err(|e| Error::Restore(format!("getrlimit(RLIMIT_NOFILE): {e}")))?;
-    let need = end as u64;
-    if soft >= need {
-        return Ok(());
-    }
-    if hard < need {
-        return Err(Error::Restore(format!(
-            "process {pid}: the descriptors its tree shares are parked at numbers up to {}, above the limit of {hard} open files; raise it (ulimit -n) and restore again",
-            end - 1
-        )));
-    }
-    setrlimit(Resource::RLIMIT_NOFILE, need.max(soft), hard)
-        .map_err(|e| Error::Restore(format!("setrlimit(RLIMIT_NOFILE, {need}): {e}")))
-}
-
 /// In process `pid`, before it forks its children: create every shared object it is
 /// the creator of, each description parked at its number.
 pub fn before_fork(plan: &Plan, tree: &TreeView<'_>, pid: i32) -> Result<()> {
@@ -312,7 +276,7 @@ pub fn before_fork(plan: &Plan, tree: &TreeView<'_>, pid: i32) -> Result<()> {
     if mine.is_empty() {
         return Ok(());
     }
-    ensure_nofile(pid, plan.end)?;
+    spirit_core::plugin::ensure_fd_room(pid, plan.end, "the descriptors its tree shares")?;
     let pids = pids_of(tree, pid);
     for g in mine {
         create(g, plan.end, &pids).map_err(|e| match e {

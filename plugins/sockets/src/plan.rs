@@ -42,21 +42,6 @@ pub struct Plan {
     pub inet_done: std::collections::HashSet<u64>,
 }
 
-fn lca(tree: &TreeView<'_>, holders: &[i32]) -> Option<i32> {
-    let mut cur = *holders.first()?;
-    for _ in 0..=tree.nodes.len() {
-        if holders.iter().all(|&h| tree.is_ancestor_or_self(cur, h)) {
-            return Some(cur);
-        }
-        let n = tree.nodes.iter().find(|n| n.pid == cur)?;
-        if n.ppid == cur {
-            return None;
-        }
-        cur = n.ppid;
-    }
-    None
-}
-
 struct Uf(HashMap<u64, u64>);
 
 impl Uf {
@@ -235,7 +220,7 @@ pub fn plan(tree: &TreeView<'_>, park: &mut Parking) -> Result<Plan> {
             .flat_map(|m| objs[m].holders.iter().map(|h| h.0))
             .collect();
         pids.dedup();
-        g.creator = lca(tree, &pids).ok_or_else(|| {
+        g.creator = tree.common_ancestor(&pids).ok_or_else(|| {
             crate::model::bad(format!(
                 "processes {pids:?} share sockets but have no common ancestor in the tree"
             ))

@@ -122,7 +122,7 @@ impl Plugin for TtyPlugin {
         let plan = state_ref::<Plan>(state)?;
         let mine: Vec<&plan::PtyPlan> = plan.ptys.iter().filter(|p| p.creator == pid).collect();
         if !mine.is_empty() {
-            ensure_nofile(pid, plan.end)?;
+            spirit_core::plugin::ensure_fd_room(pid, plan.end, "its tree's terminals")?;
         }
         for p in mine {
             create(p, plan.end).map_err(|e| match e {
@@ -281,26 +281,6 @@ impl Plugin for TtyPlugin {
         }
         Ok(v)
     }
-}
-
-/// Make sure descriptor numbers below `end` can be used (raise the soft RLIMIT_NOFILE
-/// up to the hard one; the process's own limits are set again after its setup).
-fn ensure_nofile(pid: i32, end: i32) -> Result<()> {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
-        .map_err(|e| Error::Restore(format!("getrlimit(RLIMIT_NOFILE): {e}")))?;
-    let need = end as u64;
-    if soft >= need {
-        return Ok(());
-    }
-    if hard < need {
-        return Err(Error::Restore(format!(
-            "process {pid}: its tree's terminals are parked at numbers up to {}, above the limit of {hard} open files; raise it (ulimit -n) and restore again",
-            end - 1
-        )));
-    }
-    setrlimit(Resource::RLIMIT_NOFILE, need, hard)
-        .map_err(|e| Error::Restore(format!("setrlimit(RLIMIT_NOFILE, {need}): {e}")))
 }
 
 fn rerr(what: &str, e: impl std::fmt::Display) -> Error {

@@ -90,22 +90,6 @@ impl Plan {
     }
 }
 
-/// The lowest common ancestor of `holders` in the tree.
-fn lca(tree: &TreeView<'_>, holders: &[i32]) -> Option<i32> {
-    let mut cur = *holders.first()?;
-    for _ in 0..=tree.nodes.len() {
-        if holders.iter().all(|&h| tree.is_ancestor_or_self(cur, h)) {
-            return Some(cur);
-        }
-        let n = tree.nodes.iter().find(|n| n.pid == cur)?;
-        if n.ppid == cur {
-            return None;
-        }
-        cur = n.ppid;
-    }
-    None
-}
-
 fn push_unique(v: &mut Vec<i32>, pid: i32) {
     if !v.contains(&pid) {
         v.push(pid);
@@ -256,7 +240,7 @@ pub fn compute(
                 slot: 0,
             });
         }
-        p.creator = lca(tree, &p.holders).ok_or_else(|| {
+        p.creator = tree.common_ancestor(&p.holders).ok_or_else(|| {
             bad(format!(
                 "processes {:?} share a pty but have no common ancestor in the tree",
                 p.holders
